@@ -1,0 +1,239 @@
+"""Typed configuration: dataclasses, named presets and command-line overrides.
+
+A run is fully described by one `Config`. Scripts build it with
+`config_from_args(args)`: start from a preset (`--preset paper|demo`), then apply
+`--set section.field=value` overrides in order. The resolved config is written as
+JSON next to every run's outputs (`Config.save`).
+
+Values marked "from released code" come from the authors' implementation because
+the paper text does not state them (SPEC.md section 10, B18).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+
+@dataclass
+class ModelConfig:
+    channels: int = 20  # feature width C of every sub-network
+    # Residual blocks per dense group: encoder at 1, 1/2, 1/4 scale; the decoder mirrors it.
+    encoder_blocks: Tuple[int, int, int] = (12, 2, 1)
+    attention_reduction: int = 4  # key/query embedding width = channels // reduction
+    attention_softmax_scale: float = 10.0
+    attention_chunk: int = 4096  # queries per chunk: bounds attention memory on large images
+    # Recompute dense groups in backward instead of storing them (less memory, ~30% slower).
+    checkpoint_activations: bool = False
+    # Restore bugs B1-B5 of the authors' code (SPEC.md section 10), for comparison only.
+    legacy_code_quirks: bool = False
+
+
+@dataclass
+class LossConfig:
+    # SSIM loss weights of bottom, middle, top, 1/2-scale and 1/4-scale outputs (from released code).
+    weights: Tuple[float, float, float, float, float] = (1.0, 1.0, 1.0, 0.05, 0.001)
+    online_lambda: float = 8e-5  # weight of the rain-layer term of the online-update loss
+
+
+@dataclass
+class DataConfig:
+    # None: the embedded synthetic rain set (no download). Otherwise a data set folder.
+    root: Optional[str] = None
+    layout: str = "auto"  # see dataset.LAYOUTS
+    side_order: str = "clean-rainy"  # for side-by-side pairs: which half is which
+    synthetic_preset: str = "light"  # light | heavy | shifted (embedded set only)
+    synthetic_size: int = 96  # side of the embedded synthetic images
+    synthetic_count: int = 48  # training images generated for the embedded set
+    patch_size: int = 224
+    augment: bool = False  # the paper trains without augmentation "for fair comparison"
+    val_fraction: float = 0.05  # held out of the training set for model selection
+    num_workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    name: str = "hcn"
+    out_dir: str = "runs"
+    iterations: int = 75_000
+    batch_size: int = 12
+    lr: float = 5e-4
+    milestones: Tuple[float, ...] = (0.6, 0.8)  # fractions of `iterations` where lr *= gamma
+    gamma: float = 0.1
+    grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
+    ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
+    val_every: int = 2_000
+    ckpt_every: int = 1_000
+    log_every: int = 50
+    image_every: int = 2_000  # tensorboard image panels
+    max_bad_steps: int = 5  # consecutive non-finite losses before aborting
+    seed: int = 66
+    amp: bool = True  # mixed precision on CUDA (bf16 when supported, else fp16)
+    channels_last: bool = True  # on CUDA only
+    compile: bool = False  # torch.compile the model
+
+
+@dataclass
+class OnlineConfig:
+    """Online-update fine-tuning on real rainy images (SPEC.md section 7, B9/B10)."""
+
+    init: Optional[str] = None  # synthetic checkpoint to start from
+    data: Optional[str] = None  # folder of real rainy images; None: embedded "shifted" set
+    rounds: int = 20  # pseudo-label refreshes (one per real epoch in the paper)
+    epochs_per_round: int = 1
+    batch_size: int = 1
+    patch_size: int = 224
+    lr: float = 5e-6  # synthetic final lr (inferred)
+    # (round, lr) overrides applied when that round starts (from released code).
+    lr_steps: Tuple[Tuple[int, float], ...] = (
+        (6, 1e-6), (8, 5e-7), (10, 1e-7), (12, 5e-8), (14, 1e-8), (16, 5e-9),
+    )
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        """Inverse of `to_dict`; unknown keys raise, missing keys keep defaults."""
+        return _from_dict(cls, data, "")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def paper() -> Config:
+    """The published recipe: Rain200H-size training, 75k iterations at batch 12."""
+    return Config()
+
+
+def demo() -> Config:
+    """A small model and short schedule that trains on a 2-core CPU in minutes."""
+    return Config(
+        model=ModelConfig(channels=12, encoder_blocks=(3, 1, 1)),
+        data=DataConfig(patch_size=64, augment=True, synthetic_count=48, num_workers=0),
+        train=TrainConfig(
+            name="demo", iterations=600, batch_size=4, lr=1e-3, val_every=200,
+            ckpt_every=200, log_every=10, image_every=200,
+        ),
+        online=OnlineConfig(rounds=3, epochs_per_round=2, batch_size=2, patch_size=64, lr=2e-4,
+                            lr_steps=()),
+    )
+
+
+PRESETS = {"paper": paper, "demo": demo}
+
+
+def build_config(preset: str = "paper", overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """Preset plus `section.field=value` overrides, applied in order."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[preset]()
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg
+
+
+def apply_override(cfg: Config, item: str) -> None:
+    """Set one field from 'section.field=value'; the value is parsed to the field's type."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2:
+        raise ValueError(f"override {item!r} must look like section.field=value")
+    section_name, field_name = parts
+    section = getattr(cfg, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section):
+        raise ValueError(f"override {item!r}: no section {section_name!r}; "
+                         f"sections are {[f.name for f in dataclasses.fields(cfg)]}")
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if field_name not in fields:
+        raise ValueError(f"override {item!r}: section {section_name!r} has no field "
+                         f"{field_name!r}; fields are {sorted(fields)}")
+    current = getattr(section, field_name)
+    setattr(section, field_name, _parse_value(text.strip(), current, item))
+
+
+def _parse_value(text: str, current: Any, item: str) -> Any:
+    if isinstance(current, str) or (current is None and not _looks_literal(text)):
+        return None if text.lower() in ("none", "null") else text
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"override {item!r}: expected a boolean, got {text!r}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"override {item!r}: cannot parse {text!r}") from None
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, tuple):
+        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if current is not None and value is not None and type(value) is not type(current):
+        raise ValueError(f"override {item!r}: expected {type(current).__name__}, "
+                         f"got {type(value).__name__}")
+    return value
+
+
+def _looks_literal(text: str) -> bool:
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return False
+    return True
+
+
+def _from_dict(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"config{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"config{where}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            kwargs[name] = _to_tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _to_tuple(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "paper") -> None:
+    """The flags every script shares: --preset and repeated --set overrides."""
+    parser.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
+                        help=f"named configuration to start from (default: {default_preset})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.FIELD=VALUE",
+                        help="override one config field, e.g. --set train.lr=1e-4 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return build_config(args.preset, args.overrides)

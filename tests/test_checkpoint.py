@@ -1,0 +1,51 @@
+import os
+
+import pytest
+import torch
+
+from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+
+
+def test_atomic_save_and_safe_load(tmp_path):
+    path = tmp_path / "ckpt" / "latest.pth"
+    state = {"config": {"a": 1}, "model": {"w": torch.ones(2)}, "step": 3}
+    save_checkpoint(state, path)
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 3 and torch.equal(loaded["model"]["w"], torch.ones(2))
+    assert os.listdir(path.parent) == ["latest.pth"]  # no temp file left behind
+
+
+def test_failed_save_keeps_previous_file(tmp_path):
+    path = tmp_path / "latest.pth"
+    save_checkpoint({"config": {}, "model": {"w": torch.zeros(1)}}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint({"config": {}, "model": {}, "bad": Unpicklable()}, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.zeros(1))
+    assert os.listdir(tmp_path) == ["latest.pth"]
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="garbage.pth cannot be read"):
+        load_checkpoint(tmp_path / "garbage.pth")
+    torch.save({"weights": 1}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not an HCN checkpoint"):
+        load_checkpoint(tmp_path / "other.pth")
+
+
+def test_load_weights_explains_mismatch():
+    model = torch.nn.Conv2d(3, 4, 3)
+    other = torch.nn.Conv2d(3, 8, 3).state_dict()
+    with pytest.raises(CheckpointError, match=r"2 with other shapes.*checkpoint \(8,\) vs model \(4,\)"):
+        load_weights(model, other, source="x.pth")
+    with pytest.raises(CheckpointError, match="missing"):
+        load_weights(model, {"weight": model.weight.detach()}, source="x.pth")
+    # DDP / compile prefixes are stripped
+    load_weights(model, {"module." + k: v for k, v in model.state_dict().items()}, source="x.pth")

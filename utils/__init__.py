@@ -1,0 +1,1 @@
+"""Shared pieces of the four scripts: I/O, checkpoints, metrics, synthesis, training engine."""
