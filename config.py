@@ -49,6 +49,9 @@ class DataConfig:
     synthetic_preset: str = "light"  # light | heavy | shifted (embedded set only)
     synthetic_size: int = 96  # side of the embedded synthetic images
     synthetic_count: int = 48  # training images generated for the embedded set
+    synthetic_val_count: int = 12  # validation images (from photos disjoint from train's)
+    synthetic_test_count: int = 24  # test images for eval/real_train (disjoint photos again)
+    synthetic_seed: int = 0  # generation seed: the embedded data don't change with train.seed
     patch_size: int = 224
     augment: bool = False  # the paper trains without augmentation "for fair comparison"
     val_fraction: float = 0.05  # held out of the training set for model selection
@@ -83,6 +86,8 @@ class OnlineConfig:
 
     init: Optional[str] = None  # synthetic checkpoint to start from
     data: Optional[str] = None  # folder of real rainy images; None: embedded "shifted" set
+    name: str = "online"  # run directory runs/<name>/ (train.out_dir)
+    tile: int = 512  # pseudo-label refresh: tiled inference above this side (0: never tile)
     rounds: int = 20  # pseudo-label refreshes (one per real epoch in the paper)
     epochs_per_round: int = 1
     batch_size: int = 1
@@ -132,8 +137,8 @@ def demo() -> Config:
             name="demo", iterations=600, batch_size=4, lr=1e-3, val_every=200,
             ckpt_every=200, log_every=10, image_every=200,
         ),
-        online=OnlineConfig(rounds=3, epochs_per_round=2, batch_size=2, patch_size=64, lr=2e-4,
-                            lr_steps=()),
+        online=OnlineConfig(name="demo_online", rounds=3, epochs_per_round=2, batch_size=2,
+                            patch_size=64, lr=2e-4, lr_steps=()),
     )
 
 
