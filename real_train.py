@@ -1,0 +1,325 @@
+"""Online-update fine-tuning on real rainy images (SPEC.md section 7, fig. online_update.png).
+
+    python real_train.py                                  # demo: embedded "shifted" rain, PSNR before/after
+    python real_train.py --data DIR [--init CKPT]          # a folder of real rainy photos (read-only)
+    python real_train.py --resume auto                     # continue runs/<online.name>/latest.pth
+
+Round 0 pseudo-labels B^0 are the synthetic model's outputs on the real images. Round k
+(k = 1..online.rounds) fine-tunes online.epochs_per_round epochs on random crops with
+    L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1},
+then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k.
+The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
+(counted from 0, as the authors' real-epoch index) starts.
+
+Outputs in runs/<online.name>/: pseudo_labels/ (float32 .npy, current round only),
+rounds/round_<k>/*.png (8-bit previews of B^k), rounds.jsonl (per-round statistics),
+real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from config import Config, add_config_args, apply_override, config_from_args
+from utils import distributed
+from utils.engine import Trainer, TrainingAborted
+from utils.interrupt import StopRequest
+from utils.online import OnlineCrops, PseudoLabels
+from utils.run_dir import RunDir, format_metrics, progress
+from utils.sampler import ResumableSampler
+
+DEFAULT_INIT = "runs/demo/best.pth"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser, default_preset="demo")
+    parser.add_argument("--init", default=None, metavar="CKPT",
+                        help=f"synthetic checkpoint to start from (default: online.init or {DEFAULT_INIT})")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="folder (or file) of real rainy images; default: the embedded shifted-rain set")
+    parser.add_argument("--resume", default=None, metavar="PATH|auto",
+                        help="continue from a checkpoint; 'auto' = runs/<online.name>/latest.pth if it exists")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
+    from utils.checkpoint import load_checkpoint
+
+    overrides = list(args.overrides)
+    overrides += [f"online.init={args.init}"] if args.init else []
+    overrides += [f"online.data={args.data}"] if args.data else []
+    cfg = config_from_args(argparse.Namespace(preset=args.preset, overrides=overrides))
+    if not args.resume:
+        return cfg, None, None
+    path = Path(args.resume)
+    if args.resume == "auto":
+        path = Path(cfg.train.out_dir) / cfg.online.name / "latest.pth"
+        if not path.is_file():
+            print(f"--resume auto: no {path} yet, starting a new run")
+            return cfg, None, None
+    state = load_checkpoint(path)
+    cfg = Config.from_dict(state["config"])
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg, state, path
+
+
+def load_images(cfg: Config):
+    """(names, rainy [3,H,W] tensors, clean tensors or None). The input is only ever read."""
+    if cfg.online.data is None:
+        from dataset import synthetic_from_config
+
+        pairs = synthetic_from_config(cfg.data, "test", preset="shifted")
+        items = [pairs[i] for i in range(len(pairs))]
+        # The ground truth is kept aside for the before/after report only.
+        return [str(it["name"]) for it in items], [it["rainy"] for it in items], [it["clean"] for it in items]
+    from dataset import open_rainy
+
+    images = open_rainy(cfg.online.data)
+    items = [images[i] for i in range(len(images))]
+    return [str(it["name"]) for it in items], [it["rainy"] for it in items], None
+
+
+def label_key(name: str) -> str:
+    """A file-name-safe, unique key per image (keeps the suffix: a.jpg and a.png differ)."""
+    return name.replace(os.sep, "__").replace("/", "__")
+
+
+def lr_for_round(cfg: Config, r: int) -> float:
+    lr = cfg.online.lr
+    for start, value in sorted(cfg.online.lr_steps):
+        if r >= start:
+            lr = value
+    return lr
+
+
+def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, clean, run: RunDir,
+                   stop: StopRequest) -> bool:
+    """Write B^k (current model, full resolution, tiled when large) for every image not yet
+    written; log its change from B^{k-1} and, with ground truth, its PSNR/SSIM. False if stopped."""
+    from utils.image_io import to_image, write_image
+    from utils.inference import derain
+
+    model = trainer.eval_model()
+    model.eval()
+    tile = trainer.cfg.online.tile
+    todo = [i for i, key in enumerate(keys) if not labels.has(k, key)]
+    with progress(len(todo), desc=f"pseudo-labels B^{k}", leave=False) as bar:
+        for i in todo:
+            if stop.requested:
+                return False
+            _, h, w = rainy[i].shape
+            with trainer.precision.autocast():
+                pred = derain(model, rainy[i][None].to(trainer.device),
+                              tile=tile if tile and max(h, w) > tile else None)[0].cpu()
+            labels.save(k, keys[i], pred)
+            write_image(run.path / "rounds" / f"round_{k:03d}" / f"{keys[i]}.png",
+                        to_image(pred.clamp(0, 1)))
+            bar.update(1)
+    stats = {"round": k, "step": trainer.step, "lr": trainer.lr}
+    if k > 0 and labels.complete(k - 1):
+        stats["label_change_l1"] = float(np.mean(
+            [(labels.load(k, key) - labels.load(k - 1, key)).abs().mean().item() for key in keys]))
+    if clean is not None:
+        from utils.metrics import image_metrics
+
+        per = [image_metrics(to_image(labels.load(k, key)), to_image(c), protocols=("rgb",))
+               for key, c in zip(keys, clean)]
+        stats["psnr"] = float(np.mean([m["rgb/psnr"] for m in per]))
+        stats["ssim"] = float(np.mean([m["rgb/ssim"] for m in per]))
+        run.scalars({"online/psnr_vs_hidden_gt": stats["psnr"], "online/ssim_vs_hidden_gt": stats["ssim"]}, k)
+    if run.active:
+        with open(run.path / "rounds.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(stats) + "\n")
+    run.log(f"pseudo-labels B^{k} written ({len(keys)} images) " + format_metrics(
+        {key: v for key, v in stats.items() if key not in ("round",)}))
+    labels.mark_complete(k)
+    labels.prune(keep={k})
+    return True
+
+
+def round_stats(run_path: Path) -> dict[int, dict]:
+    path = run_path / "rounds.jsonl"
+    out = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                out[entry["round"]] = entry  # the last entry of a round wins
+    return out
+
+
+def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device) -> int:
+    from losses import online_update_loss
+    from networks import build_model
+    from utils.checkpoint import load_checkpoint, load_weights
+    from utils.rng import seed_everything
+
+    oc = cfg.online
+    info = distributed.DistInfo()
+    init_path = Path(oc.init or DEFAULT_INIT)
+    if state is None:
+        if not init_path.is_file():
+            hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
+                    if oc.init is None else "pass --init with a checkpoint written by train.py")
+            print(f"error: synthetic checkpoint {init_path} not found: {hint}.", file=sys.stderr)
+            return 2
+        init = load_checkpoint(init_path)
+        cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
+    names, rainy, clean = load_images(cfg)
+    keys = [label_key(n) for n in names]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("error: two input images map to the same name; rename one of them")
+    if len(rainy) < oc.batch_size:
+        raise SystemExit(f"error: {len(rainy)} images but online.batch_size={oc.batch_size}")
+
+    seed_everything(cfg.train.seed)
+    run = RunDir(Path(cfg.train.out_dir) / oc.name, log_name="real_train.log",
+                 purge_step=state["step"] if state else 0)
+    run.save_config(cfg)
+    model = build_model(cfg.model)
+    trainer = Trainer(cfg, model, device, info, run, lr=oc.lr)
+    labels = PseudoLabels(run.path / "pseudo_labels")
+    if state is not None:
+        trainer.load_state_dict(state, str(state_path))
+        run.log(f"resumed from {state_path} at step {trainer.step} (epoch {trainer.epoch})")
+    else:
+        weights = init["ema"] if init.get("ema") is not None else init["model"]
+        load_weights(trainer.model, weights, str(init_path))
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(trainer.model.state_dict())
+        try:  # B10: Adam continues from the synthetic state
+            trainer.optimizer.load_state_dict(init["optimizer"])
+            run.log(f"Adam state continued from {init_path}")
+        except (KeyError, ValueError, TypeError):
+            run.log(f"{init_path} has no usable optimizer state: Adam starts fresh")
+        if labels.root.exists():
+            import shutil  # stale labels of an earlier run in this folder must not be reused
+
+            shutil.rmtree(labels.root)
+            (run.path / "rounds.jsonl").unlink(missing_ok=True)
+        run.log(f"init {init_path}; {len(rainy)} images from "
+                f"{oc.data or 'the embedded shifted-rain set (ground truth hidden)'}")
+    epochs = oc.rounds * oc.epochs_per_round
+    steps_per_epoch = len(rainy) // oc.batch_size
+    memory_format = torch.channels_last if device.type == "cuda" and cfg.train.channels_last else torch.contiguous_format
+    lam = cfg.loss.online_lambda
+    generator = torch.Generator()
+    crops, crops_round = None, -1
+    bar = progress(epochs * steps_per_epoch, min(trainer.step, epochs * steps_per_epoch), oc.name)
+    try:
+        with StopRequest() as stop:
+            while True:
+                r = trainer.epoch // oc.epochs_per_round  # the round trains on B^r
+                if not labels.complete(r):
+                    if not refresh_labels(trainer, labels, r, keys, rainy, clean, run, stop):
+                        run.log(f"stopped by {stop.signal_name} while writing B^{r}; resume with "
+                                f"python real_train.py --resume {run.path / 'latest.pth'}")
+                        trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                        return stop.exit_code
+                    if r > 0:
+                        trainer.save({"config": cfg.to_dict(), "model": trainer.model.state_dict(),
+                                      "ema": trainer.ema.state_dict() if trainer.ema else None,
+                                      "step": trainer.step}, run.path / f"round_{r:03d}.pth")
+                if trainer.epoch >= epochs:
+                    break
+                if crops_round != r:
+                    crops = OnlineCrops(rainy, [labels.load(r, key) for key in keys], oc.patch_size,
+                                        seed=cfg.train.seed)
+                    sampler = ResumableSampler(crops, 1, 0, oc.batch_size, cfg.train.seed)
+                    loader = DataLoader(crops, batch_size=oc.batch_size, sampler=sampler,
+                                        num_workers=0, drop_last=True, generator=generator)
+                    crops_round = r
+                    run.log(f"round {r + 1}/{oc.rounds}: fine-tuning on B^{r}, lr {lr_for_round(cfg, r):.2e}")
+                trainer.set_lr(lr_for_round(cfg, r))
+                crops.set_epoch(trainer.epoch)
+                sampler.set_position(trainer.epoch, trainer.batch_in_epoch)
+                for batch in loader:
+                    x = batch["rainy"].to(device).contiguous(memory_format=memory_format)
+                    pseudo = batch["pseudo"].to(device)
+                    partner = batch["partner_rain"].to(device)
+
+                    def compute(net):
+                        pred = net(x, branches=False).bottom.float()
+                        return online_update_loss(pred, pseudo, x.float(), partner, lam)
+
+                    result = trainer.train_step(compute)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.1e}", round=r + 1, refresh=False)
+                    if trainer.step % cfg.train.log_every == 0:
+                        run.scalars({"online/loss": result.loss, "online/lr": result.lr,
+                                     **{f"online/{k}": v for k, v in result.terms.items()}}, trainer.step)
+                        run.log(f"round {r + 1} step {trainer.step} " + format_metrics(
+                            {"loss": result.loss, "lr": result.lr, **result.terms}))
+                    if trainer.step % cfg.train.ckpt_every == 0:
+                        trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                    if stop.requested:
+                        trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                        run.log(f"stopped by {stop.signal_name} at step {trainer.step}; resume with "
+                                f"python real_train.py --resume {run.path / 'latest.pth'}")
+                        return stop.exit_code
+                trainer.epoch += 1
+                trainer.batch_in_epoch = 0
+                # Saved before the refresh, so an interrupted refresh resumes from these weights.
+                trainer.save(trainer.state_dict(), run.path / "latest.pth")
+        bar.close()
+        trainer.save(trainer.state_dict(), run.path / "latest.pth")
+        report(cfg, run)
+        return 0
+    except TrainingAborted as exc:
+        run.log(str(exc))
+        return 1
+    finally:
+        bar.close()
+        run.close()
+
+
+def report(cfg: Config, run: RunDir) -> None:
+    stats = round_stats(run.path)
+    last = max(stats) if stats else 0
+    print(f"\nonline update finished: {cfg.online.rounds} rounds; final weights {run.path / 'latest.pth'}, "
+          f"pseudo-label previews in {run.path / 'rounds'}")
+    if 0 in stats and "psnr" in stats[0]:
+        before, after = stats[0], stats[last]
+        print("PSNR/SSIM on the hidden ground truth of the shifted-rain set (rgb protocol):")
+        print(f"  before online update (synthetic model, B^0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
+        print(f"  after {last} rounds (B^{last}):                 {after['psnr']:.2f} dB / {after['ssim']:.4f}")
+        print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
+        run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
+                f"({after['psnr'] - before['psnr']:+.3f} dB)")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        print("error: real_train.py runs as a single process (its data set is a handful of real "
+              "images); launch it with python, not torchrun", file=sys.stderr)
+        return 2
+    from dataset import DatasetError
+    from utils.checkpoint import CheckpointError
+    from utils.device import pick_device
+    from utils.image_io import ImageReadError
+
+    try:
+        try:
+            cfg, state, path = resolve_config(args)
+        except ValueError as exc:  # a bad --set override
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return online_update(cfg, state, path, pick_device(args.device))
+    except (CheckpointError, DatasetError, ImageReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

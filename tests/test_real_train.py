@@ -1,0 +1,146 @@
+"""real_train.py: read-only input, lossless pseudo-labels, exact resume, clear errors (CPU, tiny)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import real_train
+from config import build_config
+from utils.checkpoint import load_checkpoint, load_model, save_checkpoint
+from utils.engine import Trainer
+from utils.image_io import write_image
+from utils.online import OnlineCrops
+from utils.rng import seed_everything
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Shared CI cores: one intra-op thread avoids OpenMP stalls when the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_init(path: Path) -> Path:
+    """A tiny 'synthetic' checkpoint with an Adam state, as train.py would write it."""
+    from networks import build_model
+
+    cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
+    seed_everything(0)
+    model = build_model(cfg.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.rand(1, 3, 32, 32)).bottom.mean().backward()
+    optimizer.step()
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict()}, path)
+    return path
+
+
+def online_args(tmp_path: Path, init: Path, *extra: str) -> list[str]:
+    sets = ["online.rounds=2", "online.epochs_per_round=1", "online.batch_size=1",
+            "online.patch_size=32", "online.lr=1e-3", f"train.out_dir={tmp_path / 'runs'}",
+            "online.name=rt", "train.log_every=1", "train.ckpt_every=1000"]
+    argv = ["--init", str(init)]
+    for item in sets + list(extra):
+        argv += ["--set", item]
+    return argv
+
+
+def folder_digest(folder: Path) -> dict:
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def real_folder(tmp_path):
+    folder = tmp_path / "real"
+    rng = np.random.default_rng(0)
+    write_image(folder / "a.png", rng.random((40, 52, 3)))
+    write_image(folder / "b.jpg", rng.random((70, 60, 3)))  # larger than the tile below
+    write_image(folder / "c.png", rng.random((24, 30, 3)))  # smaller than the crop: padded
+    (folder / "notes.txt").write_text("not an image\n")
+    os.chmod(folder, 0o555)  # read-only, like a shared data set
+    yield folder
+    os.chmod(folder, 0o755)
+
+
+def test_real_folder_is_never_written_and_labels_are_lossless(tmp_path, real_folder):
+    init = make_init(tmp_path / "init.pth")
+    before = folder_digest(real_folder)
+    assert real_train.main(online_args(tmp_path, init, "online.tile=48") + ["--data", str(real_folder)]) == 0
+    assert folder_digest(real_folder) == before
+    run = tmp_path / "runs" / "rt"
+    labels = sorted((run / "pseudo_labels" / "round_002").glob("*.npy"))
+    assert [p.name for p in labels] == ["a.npy", "b.npy", "c.npy"]
+    label = np.load(labels[1])
+    assert label.dtype == np.float32 and label.shape == (3, 70, 60)
+    # Lossless: not on the 8-bit grid.
+    assert not np.allclose(label * 255, np.round(label * 255), atol=1e-3)
+    # Only the current round's float labels are kept; every round has 8-bit previews.
+    assert not (run / "pseudo_labels" / "round_000").exists()
+    for k in range(3):
+        assert len(list((run / "rounds" / f"round_{k:03d}").glob("*.png"))) == 3
+    assert len((run / "rounds.jsonl").read_text().splitlines()) == 3
+    load_model(run / "latest.pth")
+    load_model(run / "round_002.pth")
+
+
+def test_missing_init_tells_the_command(tmp_path, capsys):
+    code = real_train.main(["--set", f"train.out_dir={tmp_path}", "--init", str(tmp_path / "nope.pth")])
+    assert code == 2
+    assert "nope.pth not found" in capsys.readouterr().err
+
+
+def test_online_crops_partner_is_another_image_and_deterministic():
+    rainy = [torch.full((3, 20, 20), float(i)) for i in range(3)]
+    labels = [torch.zeros(3, 20, 20) for _ in range(3)]
+    crops = OnlineCrops(rainy, labels, patch_size=8, seed=1)
+    crops.set_epoch(4)
+    for i in range(3):
+        item = crops[i]
+        assert item["rainy"].shape == (3, 8, 8)
+        assert float(item["partner_rain"][0, 0, 0]) != float(i)  # j != i
+        assert torch.equal(item["partner_rain"], crops[i]["partner_rain"])
+
+
+def _stop_after(monkeypatch, step: int) -> None:
+    original = Trainer.train_step
+
+    def patched(self, compute_loss):
+        result = original(self, compute_loss)
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled by the script
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", patched)
+
+
+def test_embedded_default_resumes_bit_identically_and_reports(tmp_path, monkeypatch, capsys):
+    init = make_init(tmp_path / "init.pth")
+    # Embedded shifted-rain set (ground truth hidden), 4 images, batch 2: 2 steps per round.
+    extra = ("data.synthetic_size=40", "data.synthetic_test_count=4", "online.batch_size=2")
+    assert real_train.main(online_args(tmp_path / "a", init, *extra)) == 0
+    out = capsys.readouterr().out
+    assert "before online update" in out and "after 2 rounds" in out
+    reference = load_checkpoint(tmp_path / "a" / "runs" / "rt" / "latest.pth")
+
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 3)  # inside round 2
+        assert real_train.main(online_args(tmp_path / "b", init, *extra)) == 128 + signal.SIGTERM
+    assert load_checkpoint(tmp_path / "b" / "runs" / "rt" / "latest.pth")["step"] == 3
+    assert real_train.main(online_args(tmp_path / "b", init, *extra) + ["--resume", "auto"]) == 0
+    resumed = load_checkpoint(tmp_path / "b" / "runs" / "rt" / "latest.pth")
+    assert resumed["step"] == reference["step"] == 4
+    for name, tensor in reference["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    labels_a = sorted((tmp_path / "a" / "runs" / "rt" / "pseudo_labels" / "round_002").glob("*.npy"))
+    labels_b = sorted((tmp_path / "b" / "runs" / "rt" / "pseudo_labels" / "round_002").glob("*.npy"))
+    assert len(labels_a) == 4 and [p.name for p in labels_a] == [p.name for p in labels_b]
+    assert all(np.array_equal(np.load(x), np.load(y)) for x, y in zip(labels_a, labels_b))

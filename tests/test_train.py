@@ -1,0 +1,225 @@
+"""Training engine and train.py: loss goes down, exact resume, signals, bad steps, DDP (CPU, tiny)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from config import Config, build_config
+from utils.checkpoint import load_checkpoint, load_model
+from utils.distributed import DistInfo
+from utils.engine import Trainer, TrainingAborted
+from utils.rng import capture_rng, restore_rng, seed_everything
+from utils.run_dir import RunDir
+from utils.sampler import ResumableSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Shared CI cores: one intra-op thread avoids OpenMP stalls when the other core is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_args(out_dir: Path, iterations: int, *extra: str) -> list[str]:
+    """A model and data set small enough for a few CPU seconds."""
+    sets = [
+        "model.channels=4", "model.encoder_blocks=(1,1,1)", "data.patch_size=32",
+        "data.synthetic_size=40", "data.synthetic_count=6", "data.synthetic_val_count=2",
+        "data.synthetic_test_count=2",
+        "data.num_workers=0", "train.batch_size=2", f"train.iterations={iterations}",
+        f"train.out_dir={out_dir}", "train.name=tiny", "train.val_every=2", "train.ckpt_every=3",
+        "train.log_every=1", "train.image_every=2",
+    ]
+    argv = ["--preset", "demo"]
+    for item in sets + list(extra):
+        argv += ["--set", item]
+    return argv
+
+
+def tiny_config() -> Config:
+    return build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
+
+
+def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    seed_everything(3)
+    state = capture_rng()
+    torch.save(state, tmp_path / "rng.pth")
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    random.random(), np.random.rand(), torch.rand(5)  # move every stream on
+    restore_rng(torch.load(tmp_path / "rng.pth", weights_only=True))
+    again = (random.random(), np.random.rand(), torch.rand(2))
+    assert expected[0] == again[0] and expected[1] == again[1] and torch.equal(expected[2], again[2])
+
+
+def test_resumable_sampler_continues_mid_epoch():
+    data = list(range(10))
+    full = ResumableSampler(data, num_replicas=1, rank=0, batch_size=3, seed=5)
+    full.set_position(epoch=2)
+    order = list(full)
+    assert len(order) == 9 and sorted(order) != order  # shuffled, last partial batch dropped
+    part = ResumableSampler(data, num_replicas=1, rank=0, batch_size=3, seed=5)
+    part.set_position(epoch=2, start_batch=2)
+    assert list(part) == order[6:] and len(part) == 3
+
+
+def _tiny_trainer(tmp_path, **train_overrides):
+    from networks import build_model
+
+    cfg = tiny_config()
+    for key, value in train_overrides.items():
+        setattr(cfg.train, key, value)
+    seed_everything(0)
+    model = build_model(cfg.model)
+    run = RunDir(tmp_path / "run", echo=False)
+    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3)
+
+
+def test_a_few_steps_reduce_the_loss(tmp_path):
+    from dataset import synthetic_pairs
+    from losses import HCNLoss
+
+    cfg, trainer = _tiny_trainer(tmp_path)
+    pairs = synthetic_pairs("train", preset="light", size=32, count=2, seed=1)
+    rainy = torch.stack([pairs[i]["rainy"] for i in range(2)])
+    clean = torch.stack([pairs[i]["clean"] for i in range(2)])
+    criterion = HCNLoss(cfg.loss.weights)
+    losses = [trainer.train_step(lambda net: criterion(net(rainy, branches=True), clean)).loss
+              for _ in range(12)]
+    assert losses[-1] < losses[0] - 0.02, losses
+
+
+def test_non_finite_loss_is_skipped_then_aborts(tmp_path):
+    cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3)
+    x = torch.rand(1, 3, 32, 32)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    def nan_loss(net):
+        return net(x).bottom.mean() * float("nan"), {}
+
+    result = trainer.train_step(nan_loss)
+    assert result.skipped and trainer.bad_steps == 1
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    ok = trainer.train_step(lambda net: (((net(x).bottom - x) ** 2).mean(), {}))
+    assert not ok.skipped and trainer.bad_steps == 0  # a good step resets the count
+    trainer.train_step(nan_loss)
+    trainer.train_step(nan_loss)
+    with pytest.raises(TrainingAborted, match="3 non-finite losses"):
+        trainer.train_step(nan_loss)
+
+
+def _stop_after(monkeypatch, step: int) -> None:
+    """Deliver SIGINT to this process right after optimisation step `step` (a real signal)."""
+    original = Trainer.train_step
+
+    def patched(self, compute_loss):
+        result = original(self, compute_loss)
+        if self.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", patched)
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
+    # 7 iterations over 3 batches/epoch: the interruption at step 4 is mid-epoch.
+    extra = ("train.ema_decay=0.9", "train.milestones=(0.5,)")
+    assert train.main(tiny_args(tmp_path / "a", 7, *extra)) == 0
+    reference = load_checkpoint(tmp_path / "a" / "tiny" / "latest.pth")
+
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 4)
+        assert train.main(tiny_args(tmp_path / "b", 7, *extra)) == 128 + signal.SIGINT
+    stopped = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+    assert stopped["step"] == 4 and stopped["batch_in_epoch"] == 1
+    assert train.main(tiny_args(tmp_path / "b", 7, *extra) + ["--resume", "auto"]) == 0
+    resumed = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+
+    assert resumed["step"] == reference["step"] == 7
+    for key in ("model", "ema"):
+        for name, tensor in reference[key].items():
+            assert torch.equal(tensor, resumed[key][name]), f"{key}.{name} differs after resume"
+    ref_opt, res_opt = reference["optimizer"]["state"], resumed["optimizer"]["state"]
+    assert all(torch.equal(ref_opt[i]["exp_avg"], res_opt[i]["exp_avg"]) for i in ref_opt)
+    assert resumed["scheduler"]["last_epoch"] == 7
+    run = tmp_path / "b" / "tiny"
+    assert Config.load(run / "config.json").train.iterations == 7
+    assert (run / "best.pth").is_file() and (run / "train.log").is_file()
+    assert any((run / "tb").iterdir())
+    model, cfg = load_model(run / "best.pth")
+    assert cfg.model.channels == 4
+
+
+def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
+    import losses
+
+    original = losses.HCNLoss.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, out, clean):
+        total, terms = original(self, out, clean)
+        calls["n"] += 1
+        return (total * float("nan"), terms) if calls["n"] in (2, 3) else (total, terms)
+
+    monkeypatch.setattr(losses.HCNLoss, "forward", sometimes_nan)
+    assert train.main(tiny_args(tmp_path, 4)) == 0
+    log = (tmp_path / "tiny" / "train.log").read_text()
+    assert "step 2: non-finite loss" in log and "step 3: non-finite loss" in log
+    assert load_checkpoint(tmp_path / "tiny" / "latest.pth")["step"] == 4
+
+    monkeypatch.setattr(losses.HCNLoss, "forward",
+                        lambda self, out, clean: (out.bottom.sum() * float("nan"), {}))
+    assert train.main(tiny_args(tmp_path, 20, "train.max_bad_steps=2", "train.name=nan")) == 1
+    assert "training aborted at step 2" in (tmp_path / "nan" / "train.log").read_text()
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
+    proc = subprocess.Popen([sys.executable, "train.py", *tiny_args(tmp_path, 100_000, "train.ckpt_every=100000")],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "tiny" / "train.log"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and "step 2 " in log.read_text():
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output
+    state = load_checkpoint(tmp_path / "tiny" / "latest.pth")
+    assert state["step"] >= 2
+    load_model(tmp_path / "tiny" / "latest.pth")
+
+
+def test_two_process_gloo_ddp(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "train.py", *tiny_args(tmp_path, 3)]
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    state = load_checkpoint(tmp_path / "tiny" / "latest.pth")
+    assert state["world_size"] == 2 and state["step"] == 3 and len(state["rng"]) == 2
+    # The two ranks drew different crops, but DDP kept one set of weights: resume works on 2.
+    cmd2 = cmd + ["--resume", "auto", "--set", "train.iterations=4"]
+    done = subprocess.run(cmd2, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "tiny" / "latest.pth")["step"] == 4

@@ -1,0 +1,212 @@
+"""The training engine shared by train.py and real_train.py.
+
+`Trainer` owns what evolves during training (model, Adam, lr schedule, EMA, GradScaler,
+counters, RNG states) and does one guarded optimisation step at a time. The scripts keep
+only their data handling and their outer loop (iterations for train.py, online-update
+rounds for real_train.py).
+
+Exact resume: the checkpoint holds every piece of state above plus the data position
+(`epoch`, `batch_in_epoch`); with `ResumableSampler` and per-epoch loader seeding the
+continued run sees the same batches and produces bit-identical weights on CPU.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from config import Config
+from utils import distributed
+from utils.ema import ModelEMA
+from utils.precision import Precision
+from utils.rng import capture_rng, restore_rng
+from utils.run_dir import RunDir
+
+LossFn = Callable[[torch.nn.Module], tuple[torch.Tensor, dict]]
+
+
+class TrainingAborted(RuntimeError):
+    """Too many consecutive non-finite losses or gradients; the message says what to try."""
+
+
+@dataclass
+class StepResult:
+    loss: float
+    terms: dict = field(default_factory=dict)
+    lr: float = 0.0
+    grad_norm: float = float("nan")
+    skipped: bool = False
+
+
+def milestone_steps(iterations: int, fractions) -> list[int]:
+    """MultiStepLR milestones from fractions of the run (paper: 60% and 80%)."""
+    return sorted({max(1, int(round(f * iterations))) for f in fractions})
+
+
+class Trainer:
+    def __init__(self, cfg: Config, model: torch.nn.Module, device: torch.device,
+                 info: distributed.DistInfo, run: RunDir, lr: float,
+                 milestones: list[int] = (), find_unused_parameters: bool = False):
+        self.cfg = cfg
+        self.device = device
+        self.info = info
+        self.run = run
+        tc = cfg.train
+        self.precision = Precision(device, tc.amp)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch size: autotuning pays off
+            if tc.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(device)  # the plain module: checkpoints, EMA, validation
+        self.ema = ModelEMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
+        net = self.model
+        if tc.compile:
+            net = torch.compile(net)
+        if info.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=ids, find_unused_parameters=find_unused_parameters)
+        self.net = net  # what the forward pass goes through
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        # Stepped once per iteration (after the optimizer), so milestones are iterations.
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(milestones), gamma=tc.gamma)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.bad_steps = 0
+        self.best_metric = -math.inf
+        self.best_step = -1
+
+    # ------------------------------------------------------------------ optimisation
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr: float) -> None:
+        """Manual lr (real_train's per-round steps); persists under a milestone-free scheduler."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights to validate and publish: the EMA shadow when enabled."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def train_step(self, compute_loss: LossFn) -> StepResult:
+        """Forward + loss (autocast), a non-finite guard, backward, clipping, optimizer step.
+
+        A non-finite loss or gradient skips the update (every rank agrees, so DDP stays in
+        step) and counts as a bad step; `train.max_bad_steps` in a row raise TrainingAborted.
+        The iteration counter and lr schedule advance either way (the batch is consumed).
+        """
+        tc = self.cfg.train
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            loss, terms = compute_loss(self.net)
+        loss = loss.float()
+        loss_value = float(loss.detach())
+        lr = self.lr
+        (bad,) = distributed.any_flags(self.info, [not math.isfinite(loss_value)], self.device)
+        norm = float("nan")
+        reason = "loss"
+        if not bad:
+            scaler = self.precision.scaler
+            scaler.scale(loss).backward()
+            scaler.unscale_(self.optimizer)
+            max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+            if not math.isfinite(norm) and not scaler.is_enabled():
+                bad, reason = True, "gradient"  # DDP-averaged grads: the same on every rank
+            else:
+                # With fp16 the scaler skips inf/nan steps itself and lowers its scale.
+                scaler.step(self.optimizer)
+                scaler.update()
+                if self.ema is not None:
+                    self.ema.update(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a skipped first step is intended, not an ordering bug
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+            self.scheduler.step()
+        self.step += 1
+        self.batch_in_epoch += 1
+        if bad:
+            self.bad_steps += 1
+            self.run.log(f"step {self.step}: non-finite {reason} (loss {loss_value}), update skipped "
+                         f"({self.bad_steps} in a row, limit {tc.max_bad_steps})")
+            if self.bad_steps >= tc.max_bad_steps:
+                raise TrainingAborted(
+                    f"training aborted at step {self.step}: {self.bad_steps} non-finite losses or "
+                    f"gradients in a row (train.max_bad_steps={tc.max_bad_steps}). Try a lower "
+                    f"train.lr, gradient clipping (--set train.grad_clip=1.0), or check the data "
+                    f"for corrupt images. The last periodic checkpoint is still valid.")
+        else:
+            self.bad_steps = 0
+        return StepResult(loss=loss_value, terms={k: float(v) for k, v in terms.items()},
+                          lr=lr, grad_norm=norm, skipped=bad)
+
+    def should_stop(self, stop_requested: bool) -> bool:
+        """True on every rank as soon as any rank received SIGINT/SIGTERM."""
+        return distributed.any_flags(self.info, [stop_requested], self.device)[0]
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self, extra: dict | None = None) -> dict:
+        """The full training state. Collective under DDP (gathers every rank's RNG state):
+        call it on all ranks, save on rank 0."""
+        rng = distributed.gather_objects(self.info, capture_rng())
+        state = {
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "bad_steps": self.bad_steps,
+            "best_metric": self.best_metric,
+            "best_step": self.best_step,
+            "world_size": self.info.world_size,
+            "rng": rng,
+        }
+        if extra:
+            state.update(extra)
+        return state
+
+    def save(self, state: dict, path) -> None:
+        if self.info.is_main:
+            from utils.checkpoint import save_checkpoint
+
+            save_checkpoint(state, path)
+
+    def load_state_dict(self, state: dict, source: str) -> None:
+        """Restore everything `state_dict` wrote (weights via load_weights' clear errors)."""
+        from utils.checkpoint import load_weights
+
+        load_weights(self.model, state["model"], source)
+        if self.ema is not None:
+            if state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            else:  # EMA switched on when resuming: start the shadow from the weights
+                self.ema.load_state_dict(self.model.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.precision.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.epoch = int(state.get("epoch", 0))
+        self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
+        self.bad_steps = int(state.get("bad_steps", 0))
+        self.best_metric = float(state.get("best_metric", -math.inf))
+        self.best_step = int(state.get("best_step", -1))
+        rng = state.get("rng")
+        if rng:
+            same_layout = len(rng) == self.info.world_size
+            if not same_layout:
+                self.run.log(f"{source} was written by {len(rng)} process(es), this run has "
+                             f"{self.info.world_size}: data order and RNG streams will differ")
+            restore_rng(rng[self.info.rank] if same_layout else rng[0])

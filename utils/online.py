@@ -1,0 +1,114 @@
+"""Online-update data (SPEC.md section 7, B9): pseudo-label storage and training crops.
+
+Pseudo-labels B^k live under the run directory (never in the input folder) as float32 .npy
+files, so no 8-bit round trip ever enters the loop. Round k is complete when its DONE marker
+exists; a refresh interrupted half-way resumes where it stopped (files are written atomically).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+
+class PseudoLabels:
+    """`<root>/round_<k>/<name>.npy` ([3,H,W] float32 in [0,1]) plus a DONE marker per round."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def folder(self, k: int) -> Path:
+        return self.root / f"round_{k:03d}"
+
+    def path(self, k: int, name: str) -> Path:
+        return self.folder(k) / f"{name}.npy"
+
+    def has(self, k: int, name: str) -> bool:
+        return self.path(k, name).is_file()
+
+    def complete(self, k: int) -> bool:
+        return (self.folder(k) / "DONE").is_file()
+
+    def save(self, k: int, name: str, label: torch.Tensor) -> None:
+        folder = self.folder(k)
+        folder.mkdir(parents=True, exist_ok=True)
+        array = label.detach().float().clamp(0, 1).cpu().numpy()
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npy.tmp", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, self.path(k, name))
+
+    def load(self, k: int, name: str) -> torch.Tensor:
+        return torch.from_numpy(np.load(self.path(k, name)))
+
+    def mark_complete(self, k: int) -> None:
+        (self.folder(k) / "DONE").write_text("all pseudo-labels of this round are written\n")
+
+    def prune(self, keep: set[int]) -> None:
+        """Delete the float labels of rounds not in `keep` (each round of a 12-megapixel set is
+        hundreds of MB); the 8-bit previews of every round stay in rounds/."""
+        for folder in sorted(self.root.glob("round_*")):
+            k = int(folder.name.split("_")[1])
+            if k not in keep:
+                shutil.rmtree(folder)
+
+
+def _crop(image: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
+    return image[:, top:top + size, left:left + size]
+
+
+def _pad_to(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Reflect-pad (replicate for tiny sides) a [3,H,W] image up to size x size at least."""
+    _, h, w = image.shape
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph == 0 and pw == 0:
+        return image
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(image[None], (0, pw, 0, ph), mode=mode)[0]
+
+
+class OnlineCrops(Dataset):
+    """Item i: aligned random crops of the rainy image O_i and its pseudo-label B_i^{k-1}, plus
+    the rain layer O_j - B_j^{k-1} of an independent crop of a random *other* image j (B9).
+
+    Randomness depends only on (seed, epoch, i), so a resumed run draws the same crops.
+    """
+
+    def __init__(self, rainy: list[torch.Tensor], labels: list[torch.Tensor], patch_size: int,
+                 seed: int):
+        if len(rainy) != len(labels) or not rainy:
+            raise ValueError(f"OnlineCrops needs one label per image, got {len(rainy)} images "
+                             f"and {len(labels)} labels")
+        self.rainy = [_pad_to(r, patch_size) for r in rainy]
+        self.labels = [_pad_to(b, patch_size) for b in labels]
+        self.patch_size = patch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rainy)
+
+    def _random_crop(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        _, h, w = self.rainy[i].shape
+        top = int(rng.integers(0, h - self.patch_size + 1))
+        left = int(rng.integers(0, w - self.patch_size + 1))
+        return (_crop(self.rainy[i], top, left, self.patch_size),
+                _crop(self.labels[i], top, left, self.patch_size))
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rainy, label = self._random_crop(i, rng)
+        n = len(self.rainy)
+        j = i if n == 1 else int((i + 1 + rng.integers(0, n - 1)) % n)  # uniform over j != i
+        partner_rainy, partner_label = self._random_crop(j, rng)
+        return {"rainy": rainy.contiguous(), "pseudo": label.contiguous(),
+                "partner_rain": (partner_rainy - partner_label).contiguous()}
