@@ -1,0 +1,238 @@
+"""Derain your own photos: a file, a folder or a glob, any size, any format OpenCV reads.
+
+    python show.py photo.jpg                              # -> runs/show/photo.png
+    python show.py "shots/*.jpg" --out runs/show/shots --panels --contact-sheet
+    python show.py test/rainy --clean test/clean --panels  # rainy | derained | clean
+    python show.py big.tif --tile 512 --overlap 48 --ensemble
+
+Outputs are PNGs named after the inputs (`<stem>.png`; `<stem>_<ext>.png` when two inputs
+share a stem). Images above one megapixel are derained in overlapping 512 px tiles by
+default (--tile auto), so memory stays bounded for any photo size. The script never
+writes into an input folder and never replaces an existing file unless --overwrite is
+given. Unreadable images are skipped with a warning; the exit status is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+from utils.inference import add_inference_args
+
+PANEL_DIR = "panels"
+SHEET_NAME = "contact_sheet.png"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    add_inference_args(parser, default_tile="auto")
+    parser.add_argument("--out", default="runs/show", help="output folder (default: runs/show)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--panels", action="store_true",
+                        help=f"also write <out>/{PANEL_DIR}/<stem>.png: rainy | derained (| clean)")
+    parser.add_argument("--clean", default=None, metavar="DIR",
+                        help="folder of ground-truth images with the inputs' stems, added to the panels")
+    parser.add_argument("--contact-sheet", action="store_true",
+                        help=f"also write <out>/{SHEET_NAME}: a grid of rainy | derained thumbnails")
+    parser.add_argument("--columns", type=int, default=3, help="contact sheet columns (default 3)")
+    parser.add_argument("--thumb", type=int, default=480, help="contact sheet cell size in pixels (default 480)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- inputs and outputs
+def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
+    """Files from paths, folders (their image files, sorted) and globs; plus patterns that matched nothing."""
+    from utils.image_io import is_image_file
+
+    files, unmatched, seen = [], [], set()
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+        elif path.is_file():
+            found = [path]  # an explicit file is tried whatever its suffix
+        else:
+            found = sorted(Path(p) for p in glob.glob(pattern, recursive=True)
+                           if Path(p).is_file() and is_image_file(p))
+        if not found:
+            unmatched.append(pattern)
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
+    return files, unmatched
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """`<stem>.png`, made unique by the suffix, then the parent folder, when stems collide."""
+    def unique(names):
+        return len(set(names)) == len(names)
+
+    names = [f"{p.stem}.png" for p in files]
+    if unique(names):
+        return names
+    stems = [p.stem for p in files]
+    names = [f"{p.stem}_{p.suffix.lstrip('.').lower()}.png" if stems.count(p.stem) > 1 else n
+             for p, n in zip(files, names)]
+    if unique(names):
+        return names
+    names = [f"{p.parent.name}_{n}" if names.count(n) > 1 else n for p, n in zip(files, names)]
+    if not unique(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"several inputs would be written to the same file(s) {dup[:3]}; "
+                         f"run them separately with different --out folders")
+    return names
+
+
+def check_output_folder(out: Path, files: list[Path], targets: list[Path]) -> None:
+    """Refuse an output folder inside an input folder, and any output landing in one."""
+    out = out.resolve()
+    folders = {p.resolve().parent for p in files}
+    for folder in sorted(folders):
+        if out == folder or folder in out.parents:
+            raise ValueError(f"--out {out} is inside the input folder {folder}: derained images "
+                             f"must not be mixed with the inputs; choose another --out")
+    for target in targets:
+        if target.resolve().parent in folders:
+            raise ValueError(f"{target} would be written into an input folder; choose another --out")
+
+
+def find_clean(clean_dir: Path, stem: str) -> Path | None:
+    from utils.image_io import is_image_file
+
+    matches = sorted(p for p in clean_dir.glob(glob.escape(stem) + ".*") if is_image_file(p))
+    return matches[0] if matches else None
+
+
+def planned_outputs(out: Path, names: list[str], args) -> list[Path]:
+    targets = [out / n for n in names]
+    if args.panels:
+        targets += [out / PANEL_DIR / n for n in names]
+    if args.contact_sheet:
+        targets.append(out / SHEET_NAME)
+    return targets
+
+
+# ----------------------------------------------------------------------------- main
+def run(args) -> int:
+    """Returns the exit status: 0 when every image was derained, 1 when some failed."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from utils.checkpoint import CheckpointError
+    from utils.device import pick_device
+    from utils.image_io import ImageReadError, read_image, to_image, to_tensor, write_image
+    from utils.inference import MissingCheckpoint, derain, open_model, resolve_tile
+    from utils.panels import contact_sheet, fit_within, side_by_side
+
+    def fail(message: str) -> int:
+        print(f"show.py: error: {message}", file=sys.stderr)
+        return 2
+
+    files, unmatched = expand_inputs(args.inputs)
+    for pattern in unmatched:
+        print(f"show.py: warning: {pattern!r} matched no image file", file=sys.stderr)
+    if not files:
+        return fail("no input images found")
+    out = Path(args.out)
+    clean_dir = Path(args.clean) if args.clean else None
+    if clean_dir is not None and not clean_dir.is_dir():
+        return fail(f"--clean {clean_dir}: no such folder")
+    try:
+        fixed_tile = resolve_tile(args.tile, 1, 1)  # validates the flag before any work
+        if fixed_tile and not 0 <= args.overlap < fixed_tile:
+            raise ValueError(f"--overlap must be in [0, --tile), got {args.overlap} with tile {fixed_tile}")
+        if args.overlap < 0 or args.tile_batch < 1:
+            raise ValueError("--overlap must be >= 0 and --tile-batch >= 1")
+        names = output_names(files)
+        check_output_folder(out, files, planned_outputs(out, names, args))
+    except ValueError as exc:
+        return fail(str(exc))
+    if not args.overwrite:
+        existing = [p for p in planned_outputs(out, names, args) if p.exists()]
+        if existing:
+            return fail(f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; "
+                        f"pass --overwrite to replace them or choose another --out")
+
+    device = pick_device(args.device)
+    try:
+        model, _ = open_model(args.checkpoint, device, use_ema=not args.no_ema)
+    except (MissingCheckpoint, CheckpointError) as exc:
+        return fail(str(exc))
+
+    failed, thumbs, labels = [], [], []
+    bar = tqdm(list(zip(files, names)), desc="derain", unit="img", dynamic_ncols=True)
+    for path, name in bar:
+        try:
+            rainy = read_image(path)
+        except ImageReadError as exc:
+            tqdm.write(f"show.py: warning: skipped {exc}", file=sys.stderr)
+            failed.append((path, str(exc)))
+            continue
+        height, width = rainy.shape[:2]
+        tile = resolve_tile(args.tile, height, width)
+        start = time.perf_counter()
+        pred = derain(model, to_tensor(rainy).unsqueeze(0), tile=tile, overlap=args.overlap,
+                      ensemble=args.ensemble, tile_batch=args.tile_batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        derained = np.clip(to_image(pred), 0.0, 1.0)
+        write_image(out / name, derained, bits=args.bits)
+        how = f"tiles {tile}/{args.overlap}" if tile and max(height, width) > tile else "whole"
+        tqdm.write(f"{path} ({width}x{height}, {how}{', x8' if args.ensemble else ''}) "
+                   f"-> {out / name}  {seconds:.2f} s")
+
+        if args.panels:
+            row, row_labels = [rainy, derained], ["rainy", "derained"]
+            clean_path = find_clean(clean_dir, path.stem) if clean_dir is not None else None
+            if clean_path is not None:
+                try:
+                    clean = read_image(clean_path)
+                except ImageReadError as exc:
+                    tqdm.write(f"show.py: warning: ground truth not used: {exc}", file=sys.stderr)
+                else:
+                    if clean.shape == rainy.shape:
+                        row.append(clean)
+                        row_labels.append("clean")
+                    else:
+                        tqdm.write(f"show.py: warning: {clean_path} is {clean.shape[1]}x{clean.shape[0]}, "
+                                   f"not {width}x{height}: left out of the panel", file=sys.stderr)
+            elif clean_dir is not None:
+                tqdm.write(f"show.py: warning: no ground truth for {path.stem} in {clean_dir}",
+                           file=sys.stderr)
+            write_image(out / PANEL_DIR / name, side_by_side(row, row_labels), bits=args.bits)
+        if args.contact_sheet:  # keep small thumbnails only: bounded memory for big folders
+            thumbs.append(side_by_side([fit_within(rainy, args.thumb // 2),
+                                        fit_within(derained, args.thumb // 2)]))
+            labels.append(path.name)
+    bar.close()
+
+    if args.contact_sheet and thumbs:
+        write_image(out / SHEET_NAME, contact_sheet(thumbs, labels, columns=args.columns,
+                                                    thumb=args.thumb))
+        print(f"contact sheet -> {out / SHEET_NAME}")
+    done = len(files) - len(failed)
+    print(f"{done} of {len(files)} image(s) derained into {out}")
+    if failed:
+        print(f"{len(failed)} image(s) could not be read and were skipped:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> None:
+    sys.exit(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Inference on images of any size: whole-image, overlapped tiles, and x8 self-ensemble.
+
+`derain` is the one entry point used by eval.py, show.py, bench.py and the online
+pseudo-label refresh. It always returns the bottom network's prediction (the model's
+answer, SPEC.md section 8.2) and never runs the multi-scale training branches.
+
+Why tiles: the mining attention is global over the 1/4-scale feature map, so its
+cost grows with the square of the pixel count; a 12-megapixel photo cannot run in
+one piece. Tiles are processed a batch at a time (on the model's device) while the
+full image and the blend accumulators stay on the input's device (CPU for photos),
+so accelerator memory depends on the tile size only.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+__all__ = [
+    "derain", "dihedral", "inverse_dihedral", "tile_starts", "blend_window",
+    "add_inference_args", "open_model", "resolve_tile", "MissingCheckpoint", "DEFAULT_CHECKPOINT",
+]
+
+
+# ----------------------------------------------------------------------------- transforms
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of a [..., H, W] tensor (k=0 is the identity)."""
+    if k & 4:
+        x = x.transpose(-2, -1)
+    if k & 2:
+        x = x.flip(-2)
+    if k & 1:
+        x = x.flip(-1)
+    return x
+
+
+def inverse_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Undo `dihedral(., k)`: the same operations in reverse order."""
+    if k & 1:
+        x = x.flip(-1)
+    if k & 2:
+        x = x.flip(-2)
+    if k & 4:
+        x = x.transpose(-2, -1)
+    return x
+
+
+# ----------------------------------------------------------------------------- tiling geometry
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering [0, length) with at least `overlap` overlap.
+
+    Tiles are spread evenly (the last one ends exactly at the border), so every overlap
+    is at least `overlap` and no tile sticks out of the image (no padding needed).
+    """
+    if tile >= length:
+        return [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    span = length - tile
+    return [round(i * span / (count - 1)) for i in range(count)]
+
+
+def _ramp_1d(size: int, ramp: int, left: bool, right: bool) -> torch.Tensor:
+    """1 inside, a raised-cosine rise over `ramp` pixels at the sides that touch another tile.
+
+    Values stay strictly positive, so the normalised blend is defined at every pixel; sides on
+    the image border keep weight 1 (no other tile covers those pixels).
+    """
+    w = torch.ones(size, dtype=torch.float32)
+    ramp = min(ramp, size // 2)
+    if ramp > 0:
+        i = torch.arange(ramp, dtype=torch.float32)
+        rise = 0.5 - 0.5 * torch.cos(math.pi * (i + 1) / (ramp + 1))
+        if left:
+            w[:ramp] = rise
+        if right:
+            w[size - ramp:] = rise.flip(0)
+    return w
+
+
+def blend_window(height: int, width: int, overlap: int, top: bool = True, bottom: bool = True,
+                 left: bool = True, right: bool = True) -> torch.Tensor:
+    """Separable [height, width] weight of one tile; the flags say which sides are blended."""
+    wy = _ramp_1d(height, overlap, top, bottom)
+    wx = _ramp_1d(width, overlap, left, right)
+    return wy[:, None] * wx[None, :]
+
+
+# ----------------------------------------------------------------------------- forward passes
+def _model_device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _forward(model, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
+    """Bottom prediction of a batch; with `ensemble`, the mean over the 8 dihedral transforms."""
+    if not ensemble:
+        return model(x, branches=False).bottom.float()
+    total = None
+    for k in range(8):  # one batched call per transform: memory of a plain pass
+        pred = inverse_dihedral(model(dihedral(x, k), branches=False).bottom.float(), k)
+        total = pred if total is None else total.add_(pred)
+    return total / 8
+
+
+def _tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
+    th, tw = min(tile, height), min(tile, width)
+    for y in tile_starts(height, th, overlap):
+        for x in tile_starts(width, tw, overlap):
+            yield y, x, th, tw
+
+
+def derain(model: torch.nn.Module, rainy: torch.Tensor, tile: int | None = None, overlap: int = 32,
+           ensemble: bool = False, tile_batch: int = 4) -> torch.Tensor:
+    """Derain a batch [B,3,H,W] in [0,1]; returns the bottom prediction [B,3,H,W] (float32, unclipped).
+
+    tile: None/0 runs the whole image at once; otherwise square tiles of this side (clipped to
+        the image), overlapping by at least `overlap` pixels and blended with a raised-cosine
+        window (weights accumulated, then normalised), `tile_batch` tiles per model call.
+    ensemble: average the 8 flips/rotations (inverse-transformed), also per tile.
+    The result lives on `rainy`'s device; the model runs on its own device.
+    """
+    if rainy.dim() != 4 or rainy.shape[1] != 3:
+        raise ValueError(f"derain expects a [B,3,H,W] tensor, got {tuple(rainy.shape)}")
+    if tile is not None and tile > 0 and not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+    if tile_batch < 1:
+        raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
+    device = _model_device(model)
+    batch, _, height, width = rainy.shape
+    with torch.inference_mode():
+        if not tile or (height <= tile and width <= tile):
+            return _forward(model, rainy.to(device, torch.float32), ensemble).to(rainy.device)
+
+        out = torch.zeros(batch, 3, height, width, dtype=torch.float32, device=rainy.device)
+        weight = torch.zeros(1, 1, height, width, dtype=torch.float32, device=rainy.device)
+        boxes = list(_tiles(height, width, tile, overlap))
+        for first in range(0, len(boxes), tile_batch):
+            chunk = boxes[first:first + tile_batch]
+            # All tiles share one size (clipped to the image), so they stack into one batch.
+            crops = torch.cat([rainy[:, :, y:y + th, x:x + tw] for y, x, th, tw in chunk])
+            preds = _forward(model, crops.to(device, torch.float32), ensemble).to(rainy.device)
+            preds = preds.view(len(chunk), batch, 3, *preds.shape[-2:])
+            for (y, x, th, tw), pred in zip(chunk, preds):
+                w = blend_window(th, tw, overlap, top=y > 0, bottom=y + th < height,
+                                 left=x > 0, right=x + tw < width).to(rainy.device)
+                out[:, :, y:y + th, x:x + tw] += pred * w
+                weight[:, :, y:y + th, x:x + tw] += w
+        return out / weight
+
+
+# ----------------------------------------------------------------------------- CLI plumbing
+DEFAULT_CHECKPOINT = "runs/demo/best.pth"
+
+
+class MissingCheckpoint(FileNotFoundError):
+    """The checkpoint file does not exist (the message says how to make one)."""
+
+
+def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
+    """`utils.checkpoint.load_model` with a hint to train first when the file is missing.
+
+    Returns (model in eval mode on `device`, Config). Raises MissingCheckpoint or
+    utils.checkpoint.CheckpointError (both with messages fit for the user).
+    """
+    from utils.checkpoint import CheckpointError, load_model
+
+    path = Path(path)
+    if not path.is_file():
+        hint = ("train the demo model first with `python train.py` (a few minutes on a CPU), "
+                if str(path) == DEFAULT_CHECKPOINT else "")
+        raise MissingCheckpoint(f"checkpoint {path} not found: {hint}or pass --checkpoint PATH "
+                                f"to a checkpoint written by train.py or real_train.py")
+    try:
+        return load_model(path, device, use_ema=use_ema)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{_describe_model_config(path)}") from None
+
+
+def _describe_model_config(path: Path) -> str:
+    """'; its config says: channels=20, ...' so a mismatch names what the file holds."""
+    from utils.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        model_cfg = load_checkpoint(path)["config"].get("model", {})
+    except (CheckpointError, AttributeError):
+        return ""
+    if not isinstance(model_cfg, dict) or not model_cfg:
+        return ""
+    keys = ("channels", "encoder_blocks", "legacy_code_quirks")
+    held = ", ".join(f"{k}={model_cfg[k]}" for k in keys if k in model_cfg)
+    return f" (its config says model {held})" if held else ""
+
+
+def add_inference_args(parser, default_tile: str | None = None) -> None:
+    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble."""
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help=f"checkpoint written by train.py/real_train.py (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--no-ema", action="store_true",
+                        help="use the raw weights even when the checkpoint holds EMA weights")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--tile", default=default_tile,
+                        help="tile side for tiled inference (0: whole image; auto: tiles of 512 "
+                             f"for images above 1 megapixel; default {default_tile or 0})")
+    parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels (default 32)")
+    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
+
+
+AUTO_TILE = 512
+AUTO_TILE_PIXELS = 1024 * 1024
+
+
+def resolve_tile(value: str | int | None, height: int, width: int) -> int | None:
+    """Turn the --tile flag into a tile side (None: whole image)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "auto":
+            return AUTO_TILE if height * width > AUTO_TILE_PIXELS else None
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"--tile must be an integer or 'auto', got {value!r}") from None
+    if value < 0:
+        raise ValueError(f"--tile must be >= 0, got {value}")
+    return value or None
