@@ -244,7 +244,7 @@ def run(args) -> dict:
     except ValueError as exc:
         raise SystemExit(f"eval.py: error: {exc}") from None
     if (tile and not 0 <= args.overlap < tile) or args.overlap < 0 or args.tile_batch < 1:
-        raise SystemExit(f"eval.py: error: need 0 <= --overlap < --tile and --tile-batch >= 1")
+        raise SystemExit("eval.py: error: need 0 <= --overlap < --tile and --tile-batch >= 1")
 
     device = pick_device(args.device)
     checkpoint = Path(args.checkpoint)

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args, apply_override, config_from_args
+from config import Config, add_config_args
 from utils import distributed
 from utils.engine import Trainer, TrainingAborted
 from utils.interrupt import StopRequest
 from utils.online import OnlineCrops, PseudoLabels
 from utils.run_dir import RunDir, format_metrics, progress
+from utils.resume import resolve_config as resolve_run_config
 from utils.sampler import ResumableSampler
 
 DEFAULT_INIT = "runs/demo/best.pth"
@@ -52,25 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
-    from utils.checkpoint import load_checkpoint
-
     overrides = list(args.overrides)
     overrides += [f"online.init={args.init}"] if args.init else []
     overrides += [f"online.data={args.data}"] if args.data else []
-    cfg = config_from_args(argparse.Namespace(preset=args.preset, overrides=overrides))
-    if not args.resume:
-        return cfg, None, None
-    path = Path(args.resume)
-    if args.resume == "auto":
-        path = Path(cfg.train.out_dir) / cfg.online.name / "latest.pth"
-        if not path.is_file():
-            print(f"--resume auto: no {path} yet, starting a new run")
-            return cfg, None, None
-    state = load_checkpoint(path)
-    cfg = Config.from_dict(state["config"])
-    for item in overrides:
-        apply_override(cfg, item)
-    return cfg, state, path
+    return resolve_run_config(args.preset, overrides, args.resume, lambda cfg: cfg.online.name)
 
 
 def load_images(cfg: Config):

@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args, apply_override, config_from_args
+from config import Config, add_config_args
 from utils import distributed
 from utils.engine import Trainer, TrainingAborted, milestone_steps
 from utils.interrupt import StopRequest
 from utils.run_dir import RunDir, format_metrics, progress
+from utils.resume import resolve_config as resolve_run_config
 from utils.sampler import ResumableSampler
 
 
@@ -37,24 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
-    """Preset + overrides, or the checkpoint's own config (+ the same overrides) on --resume."""
-    from utils.checkpoint import load_checkpoint
-
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-    cfg = config_from_args(argparse.Namespace(preset=args.preset, overrides=overrides))
-    if not args.resume:
-        return cfg, None, None
-    path = Path(args.resume)
-    if args.resume == "auto":
-        path = Path(cfg.train.out_dir) / cfg.train.name / "latest.pth"
-        if not path.is_file():
-            print(f"--resume auto: no {path} yet, starting a new run")
-            return cfg, None, None  # nothing to resume: a fresh run
-    state = load_checkpoint(path)
-    cfg = Config.from_dict(state["config"])
-    for item in overrides:  # e.g. --set train.iterations=... to extend a finished run
-        apply_override(cfg, item)
-    return cfg, state, path
+    return resolve_run_config(args.preset, overrides, args.resume, lambda cfg: cfg.train.name)
 
 
 def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):

@@ -19,15 +19,6 @@ from utils.online import OnlineCrops
 from utils.rng import seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Shared CI cores: one intra-op thread avoids OpenMP stalls when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_init(path: Path) -> Path:
     """A tiny 'synthetic' checkpoint with an Adam state, as train.py would write it."""
     from networks import build_model

@@ -23,15 +23,6 @@ from utils.sampler import ResumableSampler
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Shared CI cores: one intra-op thread avoids OpenMP stalls when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_args(out_dir: Path, iterations: int, *extra: str) -> list[str]:
     """A model and data set small enough for a few CPU seconds."""
     sets = [
