@@ -4,6 +4,7 @@ params and GMACs. Prints a table and writes JSON.
     python bench.py                         # paper preset, CPU or GPU (auto)
     python bench.py --sizes 64x64 --train-size 64 --repeats 1 --preset demo   # quick check
     python bench.py --tile-4k               # add a 3000x4000 photo through tiled inference
+    python bench.py --amp --set train.compile=true   # CUDA: bf16 autocast, torch.compile
 
 Every measurement runs in a fresh subprocess, so peak memory is that measurement's own:
 CPU peak RSS (getrusage) or CUDA max allocated. Times are the median of `--repeats` runs
@@ -104,6 +105,8 @@ def run_worker(args) -> dict:
         result.update(complexity(model.eval(), (h, w)))
         return result
 
+    if cfg.train.compile:  # --set train.compile=true: measure the torch.compile'd model
+        model = torch.compile(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
     if kind == "train":
         from losses import HCNLoss
@@ -184,8 +187,9 @@ def format_table(results: list[dict]) -> str:
         else:
             rate = (f"{r['patches_per_s']:.2f} patches/s (batch {r['batch']})" if r["kind"] == "train"
                     else f"{r['images_per_s']:.3f} img/s")
+            cuda = f"{r['cuda_max_allocated_mib']:.0f}" if "cuda_max_allocated_mib" in r else "-"
             lines.append(f"| {r['kind']} | {r['size']} | {r['median_s']:.3f} | {r['min_s']:.3f}-{r['max_s']:.3f} "
-                         f"| {rate} | {r['peak_rss_mib']:.0f} | {r.get('cuda_max_allocated_mib', float('nan')):.0f} |")
+                         f"| {rate} | {r['peak_rss_mib']:.0f} | {cuda} |")
     device = next((r["device"] for r in results if "device" in r), "?")
     return f"device: {device}\n" + "\n".join(lines)
 
