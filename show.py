@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ from utils.inference import add_inference_args
 
 PANEL_DIR = "panels"
 SHEET_NAME = "contact_sheet.png"
+# One JSON line per run (inputs, outputs, checkpoint, tiling, model config): appended, so
+# the record of earlier runs into the same folder is never overwritten.
+RUN_LOG_NAME = "show_runs.jsonl"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -164,9 +168,16 @@ def run(args) -> int:
 
     device = pick_device(args.device)
     try:
-        model, _ = open_model(args.checkpoint, device, use_ema=not args.no_ema)
+        model, model_cfg = open_model(args.checkpoint, device, use_ema=not args.no_ema)
     except (MissingCheckpoint, CheckpointError) as exc:
         return fail(str(exc))
+
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": [str(p) for p in files], "outputs": names, "device": str(device),
+                "model_config": model_cfg.to_dict(),
+                "args": {k: v for k, v in vars(args).items()}}
+    with open(out / RUN_LOG_NAME, "a", encoding="utf-8") as log:
+        log.write(json.dumps(settings, default=str) + "\n")
 
     failed, thumbs, labels = [], [], []
     bar = tqdm(list(zip(files, names)), desc="derain", unit="img", dynamic_ncols=True)

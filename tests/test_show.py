@@ -1,6 +1,7 @@
 """show.py: outputs named after inputs, never into the input folder, no silent overwrite, clear errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,12 @@ def test_folder_to_pngs_named_after_inputs_with_panels_and_sheet(photos, tmp_pat
 def test_glob_and_single_file(photos, tmp_path, checkpoint):
     out = tmp_path / "g"
     assert run([str(photos / "*.jpg"), "--out", str(out)], checkpoint) == 0
-    assert [p.name for p in out.iterdir()] == ["b.png"]
+    assert [p.name for p in out.iterdir() if p.name != show.RUN_LOG_NAME] == ["b.png"]
     assert run([str(photos / "a.png"), "--out", str(out), "--ensemble"], checkpoint) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir() if p.name != show.RUN_LOG_NAME) == ["a.png", "b.png"]
+    runs = [json.loads(line) for line in (out / show.RUN_LOG_NAME).read_text().splitlines()]
+    assert [r["outputs"] for r in runs] == [["b.png"], ["a.png"]]  # appended, never overwritten
+    assert runs[1]["args"]["ensemble"] is True and runs[1]["model_config"]["model"]["channels"] > 0
 
 
 def test_refuses_input_folder_and_overwrite(photos, tmp_path, checkpoint, capsys):
@@ -91,7 +95,7 @@ def test_unreadable_image_skipped_with_nonzero_exit(photos, tmp_path, checkpoint
     assert run([str(photos), "--out", str(out)], checkpoint) == 1
     err = capsys.readouterr().err
     assert "broken.png" in err and "skipped" in err
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir() if p.name != show.RUN_LOG_NAME) == ["a.png", "b.png"]
 
 
 def test_stem_collisions_get_distinct_names(tmp_path, checkpoint):
@@ -100,7 +104,7 @@ def test_stem_collisions_get_distinct_names(tmp_path, checkpoint):
     write_image(folder / "x.jpg", np.ones((16, 16, 3)))
     out = tmp_path / "out"
     assert run([str(folder), "--out", str(out)], checkpoint) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["x_jpg.png", "x_png.png"]
+    assert sorted(p.name for p in out.iterdir() if p.name != show.RUN_LOG_NAME) == ["x_jpg.png", "x_png.png"]
 
 
 def test_checkpoint_errors_are_clear(photos, tmp_path, capsys):
