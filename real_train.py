@@ -7,7 +7,8 @@
 Round 0 pseudo-labels B^0 are the synthetic model's outputs on the real images. Round k
 (k = 1..online.rounds) fine-tunes online.epochs_per_round epochs on random crops with
     L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1},
-then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k.
+then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k,
+with the x8 self-ensemble of the current model when online.ensemble_labels is set.
 The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
 (counted from 0, as the authors' real-epoch index) starts.
 
@@ -106,7 +107,8 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
             _, h, w = rainy[i].shape
             with trainer.precision.autocast():
                 pred = derain(model, rainy[i][None].to(trainer.device),
-                              tile=tile if tile and max(h, w) > tile else None)[0].cpu()
+                              tile=tile if tile and max(h, w) > tile else None,
+                              ensemble=trainer.cfg.online.ensemble_labels)[0].cpu()
             labels.save(k, keys[i], pred)
             write_image(run.path / "rounds" / f"round_{k:03d}" / f"{keys[i]}.png",
                         to_image(pred.clamp(0, 1)))
@@ -277,6 +279,8 @@ def report(cfg: Config, run: RunDir) -> None:
     if 0 in stats and "psnr" in stats[0]:
         before, after = stats[0], stats[last]
         print("PSNR/SSIM on the hidden ground truth of the shifted-rain set (rgb protocol):")
+        if cfg.online.ensemble_labels:
+            print("  (pseudo-labels are x8 self-ensemble outputs, B^0 included)")
         print(f"  before online update (synthetic model, B^0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
         print(f"  after {last} rounds (B^{last}):                 {after['psnr']:.2f} dB / {after['ssim']:.4f}")
         print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")

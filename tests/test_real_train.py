@@ -135,3 +135,25 @@ def test_embedded_default_resumes_bit_identically_and_reports(tmp_path, monkeypa
     labels_b = sorted((tmp_path / "b" / "runs" / "rt" / "pseudo_labels" / "round_002").glob("*.npy"))
     assert len(labels_a) == 4 and [p.name for p in labels_a] == [p.name for p in labels_b]
     assert all(np.array_equal(np.load(x), np.load(y)) for x, y in zip(labels_a, labels_b))
+
+
+def test_ensemble_labels_refresh_with_the_x8_self_ensemble(tmp_path, real_folder):
+    from dataset import open_rainy
+    from utils.inference import derain
+
+    init = make_init(tmp_path / "init.pth")
+    argv = online_args(tmp_path, init, "online.rounds=1", "online.ensemble_labels=true")
+    assert real_train.main(argv + ["--data", str(real_folder)]) == 0
+    run = tmp_path / "runs" / "rt"
+    model, cfg = load_model(run / "round_001.pth")  # the weights that wrote B^1
+    assert cfg.online.ensemble_labels
+    images = open_rainy(real_folder)
+    for i in range(len(images)):
+        item = images[i]
+        key = real_train.label_key(str(item["name"]))
+        label = torch.from_numpy(np.load(run / "pseudo_labels" / "round_001" / f"{key}.npy"))
+        x = item["rainy"][None]
+        ensemble = derain(model, x, ensemble=True)[0].clamp(0, 1)
+        plain = derain(model, x)[0].clamp(0, 1)
+        assert torch.allclose(label, ensemble, atol=1e-5), item["name"]
+        assert (label - plain).abs().max() > 1e-3, item["name"]
