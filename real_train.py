@@ -34,7 +34,7 @@ from utils.engine import Trainer, TrainingAborted
 from utils.interrupt import StopRequest
 from utils.online import OnlineCrops, PseudoLabels
 from utils.run_dir import RunDir, format_metrics, progress
-from utils.resume import resolve_config as resolve_run_config
+from utils.resume import add_run_args, resolve_config as resolve_run_config
 from utils.sampler import ResumableSampler
 
 DEFAULT_INIT = "runs/demo/best.pth"
@@ -47,9 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"synthetic checkpoint to start from (default: online.init or {DEFAULT_INIT})")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="folder (or file) of real rainy images; default: the embedded shifted-rain set")
-    parser.add_argument("--resume", default=None, metavar="PATH|auto",
-                        help="continue from a checkpoint; 'auto' = runs/<online.name>/latest.pth if it exists")
-    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    add_run_args(parser, run_dir="runs/<online.name>")
     return parser.parse_args(argv)
 
 

@@ -22,7 +22,7 @@ from utils import distributed
 from utils.engine import Trainer, TrainingAborted, milestone_steps
 from utils.interrupt import StopRequest
 from utils.run_dir import RunDir, format_metrics, progress
-from utils.resume import resolve_config as resolve_run_config
+from utils.resume import add_run_args, resolve_config as resolve_run_config
 from utils.sampler import ResumableSampler
 
 
@@ -31,9 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_config_args(parser, default_preset="demo")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="training data set folder (shortcut for --set data.root=PATH)")
-    parser.add_argument("--resume", default=None, metavar="PATH|auto",
-                        help="continue from a checkpoint; 'auto' = runs/<name>/latest.pth if it exists")
-    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    add_run_args(parser, run_dir="runs/<name>")
     return parser.parse_args(argv)
 
 

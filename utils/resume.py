@@ -4,10 +4,18 @@ Shared by train.py and real_train.py so both resume the same way.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Callable, Optional
 
 from config import Config, apply_override, build_config
+
+
+def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
+    """--resume and --device, shared by the training scripts; `run_dir` names the run folder."""
+    parser.add_argument("--resume", default=None, metavar="PATH|auto",
+                        help=f"continue from a checkpoint; 'auto' = {run_dir}/latest.pth if it exists")
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
 
 def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
