@@ -452,7 +452,20 @@ class PairedImages(Dataset):
                                + " | ".join(errors[:_SHOWN]) + (" | ..." if len(errors) > _SHOWN else ""))
 
 
-class InMemoryPairs(Dataset):
+class _NamedImages(Dataset):
+    """Base of the in-memory/unpaired sets: items are named, `len` counts the names."""
+
+    _names: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class InMemoryPairs(_NamedImages):
     """Pairs held as arrays (the synthetic set, or rainy images with pseudo-labels)."""
 
     def __init__(self, names: Sequence[str], rainy: Sequence[np.ndarray], clean: Sequence[np.ndarray]):
@@ -465,13 +478,6 @@ class InMemoryPairs(Dataset):
         self._names = list(names)
         self.rainy_images = [np.asarray(r, dtype=np.float32) for r in rainy]
         self.clean_images = [np.asarray(c, dtype=np.float32) for c in clean]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} pairs)"
@@ -503,7 +509,7 @@ class SyntheticPairs(InMemoryPairs):
                 f"seed={self.seed})")
 
 
-class RainyImages(Dataset):
+class RainyImages(_NamedImages):
     """Unpaired rainy images, from files (read lazily) or arrays; items are
     `{"name": str, "rainy": Tensor[3,H,W]}`. `.paths` holds None for in-memory images."""
 
@@ -522,13 +528,6 @@ class RainyImages(Dataset):
             self._names = list(names) if names is not None else [f"{i:04d}" for i in range(len(self._images))]
         if len(self._names) != len(self.paths):
             raise ValueError(f"RainyImages: {len(self._names)} names for {len(self.paths)} images")
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
     def __repr__(self) -> str:
         return f"RainyImages({len(self)} images)"

@@ -115,9 +115,9 @@ def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
     """Derain every pair of one set; returns per-image rows (metrics of output and of input)."""
     from tqdm import tqdm
 
-    from utils.image_io import to_image, write_image
+    from utils.image_io import write_image
     from utils.inference import derain, resolve_tile
-    from utils.metrics import image_metrics
+    from utils.validation import score_pair
 
     loader = torch.utils.data.DataLoader(pairs, batch_size=None, shuffle=False,
                                          num_workers=args.workers if len(pairs) > 1 else 0)
@@ -132,16 +132,12 @@ def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
                       tile_batch=args.tile_batch)
         _sync(device)
         runtime = time.perf_counter() - start
-        pred_img, clean_img = to_image(pred), to_image(item["clean"])
-        # The prediction is scored unclipped: each protocol clips/quantises as its script does.
+        pred_img, out, inp = score_pair(pred, item, args.protocol_list, args.crop_border,
+                                        with_input=not args.no_input_row)
         row = {"dataset": name, "name": item["name"], "height": pred_img.shape[0],
-               "width": pred_img.shape[1], "runtime_s": runtime}
-        row.update(image_metrics(pred_img, clean_img, protocols=args.protocol_list,
-                                 crop_border=args.crop_border))
-        if not args.no_input_row:
-            rainy_metrics = image_metrics(to_image(item["rainy"]), clean_img,
-                                          protocols=args.protocol_list, crop_border=args.crop_border)
-            row.update({f"input:{k}": v for k, v in rainy_metrics.items()})
+               "width": pred_img.shape[1], "runtime_s": runtime, **out}
+        if inp is not None:
+            row.update({f"input:{k}": v for k, v in inp.items()})
         if image_dir is not None:
             write_image(image_dir / name / _png_name(item["name"]), pred_img)
         rows.append(row)

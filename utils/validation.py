@@ -14,6 +14,22 @@ from utils.image_io import to_image
 from utils.inference import derain
 
 
+def score_pair(pred: torch.Tensor, item: dict, protocols=("rgb",), crop_border: int = 0,
+               with_input: bool = True) -> tuple[np.ndarray, dict, dict | None]:
+    """(prediction as HWC, its metrics, the rainy input's metrics or None) against item["clean"].
+
+    The prediction is scored unclipped: each protocol clips/quantises as its script does.
+    Shared by validation here and eval.py, so both score images the same way.
+    """
+    from utils.metrics import image_metrics
+
+    pred_img, clean_img = to_image(pred), to_image(item["clean"])
+    out = image_metrics(pred_img, clean_img, protocols=protocols, crop_border=crop_border)
+    inp = (image_metrics(to_image(item["rainy"]), clean_img, protocols=protocols,
+                         crop_border=crop_border) if with_input else None)
+    return pred_img, out, inp
+
+
 def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rgb",),
              tile: int | None = None, autocast=None, panels: int = 1,
              max_images: int | None = None) -> dict:
@@ -22,8 +38,6 @@ def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rg
     Returns {"output": {"rgb/psnr": ..}, "input": {..}, "count": n, "panels": [(rainy, derained,
     clean) HWC arrays for the first `panels` images]}. The model's train/eval mode is restored.
     """
-    from utils.metrics import image_metrics
-
     was_training = model.training
     model.eval()
     sums_out: dict[str, float] = {}
@@ -36,13 +50,13 @@ def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rg
             rainy = item["rainy"].unsqueeze(0)
             with autocast() if autocast is not None else contextlib.nullcontext():
                 pred = derain(model, rainy.to(device), tile=tile).cpu()
-            pred_img, rainy_img, clean_img = to_image(pred[0]), to_image(rainy[0]), to_image(item["clean"])
-            for key, value in image_metrics(pred_img, clean_img, protocols=protocols).items():
+            pred_img, out, inp = score_pair(pred, item, protocols)
+            for key, value in out.items():
                 sums_out[key] = sums_out.get(key, 0.0) + float(value)
-            for key, value in image_metrics(rainy_img, clean_img, protocols=protocols).items():
+            for key, value in inp.items():
                 sums_in[key] = sums_in.get(key, 0.0) + float(value)
             if len(shown) < panels:
-                shown.append((rainy_img, np.clip(pred_img, 0, 1), clean_img))
+                shown.append((to_image(rainy[0]), np.clip(pred_img, 0, 1), to_image(item["clean"])))
     finally:
         model.train(was_training)
     n = max(count, 1)
