@@ -1,7 +1,7 @@
 """Data sets: benchmark layouts on disk, the embedded synthetic rain set, patches and splits.
 
 Colour order is RGB everywhere; images are float32 in [0, 1] (gray, RGBA and 16-bit files
-are converted by `utils.image_io.read_image`). Folders are validated up front (names and
+are converted by `utils.io.images.read_image`). Folders are validated up front (names and
 pairing) and read lazily, one pair per `__getitem__`; a pair's sizes are checked when read.
 Nothing here ever writes to, renames or deletes anything in a data folder.
 
@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from utils.image_io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
+from utils.inference import dihedral
+from utils.io.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
 
 LAYOUTS = ("folders", "rain-norain", "rain200", "ddn", "side-by-side", "pair-list")
 SIDE_ORDERS = ("clean-rainy", "rainy-clean")
@@ -699,12 +700,6 @@ def _pad_to(image: np.ndarray, patch: int) -> np.ndarray:
                   mode="reflect")
 
 
-def dihedral(image: np.ndarray, op: int) -> np.ndarray:
-    """One of the 8 flips/rotations of an HWC array: op % 4 quarter turns, then a h-flip if op >= 4."""
-    out = np.rot90(image, op % 4, axes=(0, 1))
-    return out[:, ::-1] if op >= 4 else out
-
-
 class PatchDataset(Dataset):
     """Random aligned crops of a pair data set: items `{"rainy", "clean"}` Tensor[3,p,p].
 
@@ -743,9 +738,9 @@ class PatchDataset(Dataset):
         rainy, clean = _pad_to(rainy, p), _pad_to(clean, p)
         top = int(rng.integers(0, rainy.shape[0] - p + 1))
         left = int(rng.integers(0, rainy.shape[1] - p + 1))
-        rainy, clean = rainy[top:top + p, left:left + p], clean[top:top + p, left:left + p]
+        rainy = to_tensor(np.ascontiguousarray(rainy[top:top + p, left:left + p], dtype=np.float32))
+        clean = to_tensor(np.ascontiguousarray(clean[top:top + p, left:left + p], dtype=np.float32))
         if self.augment != "none":
             op = int(rng.integers(0, 8)) if self.augment == "dihedral" else 4 * int(rng.integers(0, 2))
-            rainy, clean = dihedral(rainy, op), dihedral(clean, op)
-        return {"rainy": to_tensor(np.ascontiguousarray(rainy, dtype=np.float32)),
-                "clean": to_tensor(np.ascontiguousarray(clean, dtype=np.float32))}
+            rainy, clean = dihedral(rainy, op).contiguous(), dihedral(clean, op).contiguous()
+        return {"rainy": rainy, "clean": clean}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from utils.clean_photos import SPLIT_SOURCES, clean_backgrounds
-from utils.image_io import read_image
+from utils.io.images import read_image
 from utils.synthetic_rain import (RAIN_PRESETS, add_rain, main, make_rainy_set, preset_panel,
                                   streak_kernel)
 

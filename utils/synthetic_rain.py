@@ -337,7 +337,7 @@ def write_rainy_set(out: Path, names: Sequence[str], rainy: Sequence[np.ndarray]
     Refuses (FileExistsError) when input/ or target/ already hold files, so two sets are never
     mixed by accident; `overwrite` replaces same-named files and leaves other files alone.
     """
-    from utils.image_io import write_image
+    from utils.io.images import write_image
 
     targets = [(out / folder / f"{name}.png", image)
                for name, r, c in zip(names, rainy, clean)
@@ -376,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--size and --count must be >= 1 and --seed >= 0")
     if args.panel is None and args.out is None:
         parser.error("give --out DIR (data set) or --panel PNG (preview picture)")
-    from utils.image_io import write_image
+    from utils.io.images import write_image
 
     if args.panel is not None:
         if args.panel.exists() and not args.overwrite:
