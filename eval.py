@@ -4,10 +4,10 @@
     python eval.py --checkpoint runs/hcn/best.pth --data Rain200H=data/Rain200H/test --data data/Rain12
     python eval.py --data DDN=data/DDN/test --layout ddn --protocols y-float --crop-border 0
 
-Every data set is evaluated on full-size images, batch 1 (the HCN protocol, SPEC.md 8.2),
+Every data set is evaluated on full-size images, batch 1 (the HCN authors' protocol),
 on the GPU when there is one. Each row reports mean PSNR/SSIM per protocol (`rgb` is the
 HCN authors' table; `y` and `y-float` are the two MATLAB scripts other papers use,
-ANCHORS.md takeaway 1), the image count and the mean runtime per image; a
+docs/method.md#metric-protocols), the image count and the mean runtime per image; a
 "no deraining" row gives the rainy input's own scores. Results go to --out as
 results.md / results.csv / results.json, plus settings.json (what was run).
 """
@@ -194,7 +194,7 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict] | None, 
 
 PROTOCOL_NOTES = {
     "rgb": "RGB, float prediction (not rounded); PSNR on values clipped to [0,1], SSIM (Gaussian 11/1.5) "
-           "on the unclipped prediction (the HCN authors' table, SPEC.md 8.2)",
+           "on the unclipped prediction (the HCN authors' table)",
     "y": "MATLAB Restormer/MSPFN script: uint8 image, rounded uint8 Y of rgb2ycbcr, PSNR peak 255, "
          "Wang's ssim_index (Rain100H/L, Test100/1200/2800, Rain200H/L, SPA)",
     "y-float": "MATLAB RCDNet/PReNet script: float Y, PSNR peak 1, ssim.m with box-filter "

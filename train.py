@@ -1,4 +1,4 @@
-"""Supervised training on rainy/clean pairs (SPEC.md section 6).
+"""Supervised training on rainy/clean pairs (docs/method.md#losses).
 
     python train.py                                    # demo preset, embedded synthetic set (CPU minutes)
     python train.py --preset paper --data PATH          # the paper recipe on a data set folder

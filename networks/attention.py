@@ -1,4 +1,4 @@
-"""MINE: the patch-based scale-content similarity mining operator of BiSCSM (SPEC 4.3, B7).
+"""MINE: the patch-based scale-content similarity mining operator of BiSCSM (docs/method.md#biscsm).
 
 Given a query map q and another-scale map o (same channels, any sizes), every 3x3
 patch of the query embedding theta(q) is compared with the L2-normalised 3x3 patches of

@@ -245,9 +245,9 @@ def test_biscsm_mining_modules_per_level(legacy):
     for h in handles:
         h.remove()
     assert out.shape == (1, 6, 16, 16)
-    if legacy:  # one shared module per direction, 3 calls each (bug B3)
+    if legacy:  # one shared module per direction, 3 calls each (released code)
         assert [counts[m] for m in mines] == [3, 0, 0, 3, 0, 0]
-        assert shapes[-1] == (4, 4)  # top Up2Down query is A2, at 1/4 of the input (bug B4)
+        assert shapes[-1] == (4, 4)  # top Up2Down query is A2, at 1/4 of the input (released code)
     else:
         assert all(counts[m] == 1 for m in mines)
         assert shapes[-1] == (2, 2)  # top Up2Down query is A1, the coarsest level
@@ -259,7 +259,7 @@ def test_paper_preset_parameter_count():
     model = build_model(paper().model)
     total = sum(p.numel() for p in model.parameters())
     assert 2_000_000 <= total <= 2_100_000
-    assert total == 2_068_443  # SPEC section 5: bug-fixed model, everything used
+    assert total == 2_068_443  # bug-fixed model, everything used (docs/method.md#architecture)
     table = parameter_summary(model)
     assert "2,068,443" in table and "N13" in table and "338,778" in table
 
@@ -287,8 +287,8 @@ def test_legacy_quirks_leave_the_authors_dead_weights():
     dead = _dead_parameters(model, rand_image(1, 3, 24, 20))
     prefixes = ["N13."]
     for name in ("N11", "N12", "N21", "N22", "N31"):
-        prefixes.append(f"{name}.fuse_full.")  # decoder reuses fuse_half (B2)
-        for k in (1, 2):  # one MINE per direction shared by all levels (B3)
+        prefixes.append(f"{name}.fuse_full.")  # decoder reuses fuse_half (released code)
+        for k in (1, 2):  # one MINE per direction shared by all levels (released code)
             prefixes += [f"{name}.similarity.down_mine.{k}.", f"{name}.similarity.up_mine.{k}."]
     expected = {n for n, _ in model.named_parameters() if n.startswith(tuple(prefixes))}
     assert dead == expected
@@ -297,7 +297,7 @@ def test_legacy_quirks_leave_the_authors_dead_weights():
     mine = sum(p.numel() for p in one.similarity.down_mine[0].parameters())
     fuse = sum(p.numel() for p in one.fuse_full.parameters())
     n13 = sum(p.numel() for p in model.N13.parameters())
-    assert n_dead == n13 + 5 * (fuse + 4 * mine)  # 355,538 at the paper width (SPEC 5)
+    assert n_dead == n13 + 5 * (fuse + 4 * mine)  # 355,538 at the paper width
 
 
 def test_legacy_flag_changes_the_function_not_the_parameters():
