@@ -11,7 +11,7 @@ from typing import Any, Dict, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from networks.pyramid import pyr_down
+from networks.pyramid import gaussian_pyramid
 from utils.metrics.ssim import ssim_map
 
 BRANCHES = ("bottom", "middle", "top", "half", "quarter")
@@ -58,8 +58,7 @@ class HCNLoss(nn.Module):
         preds = {name: getattr(out, name) for name in BRANCHES}
         targets = {"bottom": clean, "middle": clean, "top": clean}
         if preds["half"] is not None or preds["quarter"] is not None:
-            targets["half"] = pyr_down(clean)
-            targets["quarter"] = pyr_down(targets["half"])
+            _, targets["half"], targets["quarter"] = gaussian_pyramid(clean, 3)
 
         total = None
         terms: Dict[str, torch.Tensor] = {}

@@ -252,8 +252,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         trainer.save(trainer.state_dict(), run.path / "latest.pth")
         report(cfg, run)
         return 0
-    except TrainingAborted as exc:
-        run.log(str(exc))
+    except TrainingAborted:  # the trainer has logged why
         return 1
     finally:
         bar.close()

@@ -170,8 +170,7 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 else:
                     trainer.epoch += 1
                     trainer.batch_in_epoch = 0
-    except TrainingAborted as exc:
-        run.log(str(exc))
+    except TrainingAborted:  # the trainer has logged why
         return 1
     finally:
         bar.close()
