@@ -19,11 +19,16 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from config import add_config_args, config_from_args
+from losses import HCNLoss
+from networks import build_model
+from utils.cli import add_device_arg, pick_device, sync
+from utils.io.files import write_text
+from utils.inference import derain
+from utils.metrics.complexity import complexity
 
 DEFAULT_SIZES = "224x224,321x481,512x512,1024x1024"
 SIZE_4K = (3000, 4000)
@@ -48,7 +53,7 @@ def main() -> None:
     parser.add_argument("--tile-4k", action="store_true", help="also derain a 3000x4000 image tiled")
     parser.add_argument("--tile", type=int, default=512, help="tile side for the 4K run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto")
+    add_device_arg(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--amp", action="store_true", help="CUDA only: bf16 autocast")
     parser.add_argument("--out", default="runs/bench/bench.json")
@@ -79,16 +84,11 @@ def main() -> None:
         else:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(format_table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": vars(args) | {"worker": None}, "results": results}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_text(args.out, json.dumps({"settings": vars(args) | {"worker": None}, "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 def run_worker(args) -> dict:
-    from networks import build_model
-    from utils.device import pick_device
-
     kind, _, size = args.worker.partition(":")
     h, w = parse_size(size)
     if args.threads:
@@ -100,8 +100,6 @@ def run_worker(args) -> dict:
     result = {"kind": kind, "size": size, "device": device_name(device), "threads": torch.get_num_threads()}
 
     if kind == "complexity":
-        from utils.complexity import complexity
-
         result.update(complexity(model.eval(), (h, w)))
         return result
 
@@ -109,8 +107,6 @@ def run_worker(args) -> dict:
         model = torch.compile(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
     if kind == "train":
-        from losses import HCNLoss
-
         loss_fn = HCNLoss(cfg.loss.weights).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
         rainy = torch.rand(args.train_batch, 3, h, w, device=device)
@@ -127,8 +123,6 @@ def run_worker(args) -> dict:
         times = timed(step, args.repeats, device)
         result.update(batch=args.train_batch, patches_per_s=args.train_batch / times["median_s"])
     else:
-        from utils.inference import derain
-
         model.eval()
         rainy = torch.rand(1, 3, h, w, device=device)
         tile = args.tile if kind == "tiled" else None
@@ -159,11 +153,6 @@ def timed(fn, repeats: int, device: torch.device, warmup: bool = True) -> dict:
         sync(device)
         times.append(time.perf_counter() - start)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs": len(times)}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def peak_memory(device: torch.device) -> dict:

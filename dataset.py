@@ -1,7 +1,7 @@
 """Data sets: benchmark layouts on disk, the embedded synthetic rain set, patches and splits.
 
 Colour order is RGB everywhere; images are float32 in [0, 1] (gray, RGBA and 16-bit files
-are converted by `utils.image_io.read_image`). Folders are validated up front (names and
+are converted by `utils.io.images.read_image`). Folders are validated up front (names and
 pairing) and read lazily, one pair per `__getitem__`; a pair's sizes are checked when read.
 Nothing here ever writes to, renames or deletes anything in a data folder.
 
@@ -39,7 +39,12 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from utils.image_io import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
+from utils.inference import dihedral
+from utils.io.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
+from utils.synthetic.photos import load_split, training_background
+from utils.synthetic.rain import add_rain
+from utils.synthetic.sets import make_rainy_set
+from utils.synthetic.styles import HELD_OUT
 
 LAYOUTS = ("folders", "rain-norain", "rain200", "ddn", "side-by-side", "pair-list")
 SIDE_ORDERS = ("clean-rainy", "rainy-clean")
@@ -657,8 +662,6 @@ def synthetic_pairs(split: str, preset: str = "light", size: int = 96, count: in
     the folder `photos`; `.clean_images` is the ground truth (use `.rainy_only()` to hand
     the rainy images alone to online fine-tuning).
     """
-    from utils.synthetic.sets import make_rainy_set
-
     names, rainy, clean = make_rainy_set(split, preset, size, count, seed, photos)
     return SyntheticPairs(names, rainy, clean, split=split, preset=preset, seed=seed)
 
@@ -686,8 +689,6 @@ class SyntheticRainStream(Dataset):
 
     def __init__(self, photos: Sequence[np.ndarray], patch_size: int, length: int,
                  preset: str = "mixed", seed: int = 0, scales: tuple[float, float] = (0.5, 1.6)):
-        from utils.synthetic.styles import HELD_OUT
-
         if not photos:
             raise DatasetError("SyntheticRainStream: no clean photos")
         if patch_size < 1 or length < 1:
@@ -709,9 +710,6 @@ class SyntheticRainStream(Dataset):
                 f"preset={self.preset!r}, patch={self.patch_size})")
 
     def __getitem__(self, index: int) -> dict:
-        from utils.synthetic.photos import training_background
-        from utils.synthetic.rain import add_rain
-
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
         clean = training_background(self.photos, self.patch_size, rng)
         scale = float(np.exp(rng.uniform(np.log(self.scales[0]), np.log(self.scales[1]))))
@@ -721,8 +719,6 @@ class SyntheticRainStream(Dataset):
 
 def synthetic_stream_from_config(data_cfg, seed: int) -> SyntheticRainStream:
     """The on-the-fly training stream of `data_cfg` (train photos, built-in or `clean_photos`)."""
-    from utils.synthetic.photos import load_split
-
     photos = [photo for _, photo in load_split("train", data_cfg.clean_photos)]
     return SyntheticRainStream(photos, data_cfg.patch_size, data_cfg.synthetic_count,
                                data_cfg.synthetic_preset, seed=seed)
@@ -754,12 +750,6 @@ def _pad_to(image: np.ndarray, patch: int) -> np.ndarray:
         return image
     return np.pad(image, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
                   mode="reflect")
-
-
-def dihedral(image: np.ndarray, op: int) -> np.ndarray:
-    """One of the 8 flips/rotations of an HWC array: op % 4 quarter turns, then a h-flip if op >= 4."""
-    out = np.rot90(image, op % 4, axes=(0, 1))
-    return out[:, ::-1] if op >= 4 else out
 
 
 class PatchDataset(Dataset):
@@ -800,9 +790,9 @@ class PatchDataset(Dataset):
         rainy, clean = _pad_to(rainy, p), _pad_to(clean, p)
         top = int(rng.integers(0, rainy.shape[0] - p + 1))
         left = int(rng.integers(0, rainy.shape[1] - p + 1))
-        rainy, clean = rainy[top:top + p, left:left + p], clean[top:top + p, left:left + p]
+        rainy = to_tensor(np.ascontiguousarray(rainy[top:top + p, left:left + p], dtype=np.float32))
+        clean = to_tensor(np.ascontiguousarray(clean[top:top + p, left:left + p], dtype=np.float32))
         if self.augment != "none":
             op = int(rng.integers(0, 8)) if self.augment == "dihedral" else 4 * int(rng.integers(0, 2))
-            rainy, clean = dihedral(rainy, op), dihedral(clean, op)
-        return {"rainy": to_tensor(np.ascontiguousarray(rainy, dtype=np.float32)),
-                "clean": to_tensor(np.ascontiguousarray(clean, dtype=np.float32))}
+            rainy, clean = dihedral(rainy, op).contiguous(), dihedral(clean, op).contiguous()
+        return {"rainy": rainy, "clean": clean}

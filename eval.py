@@ -21,8 +21,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from utils.inference import add_inference_args
+import dataset
+from dataset import DatasetError
+from utils.cli import MissingCheckpoint, add_inference_args, open_model, pick_device, resolve_tile, sync
+from utils.inference import derain
+from utils.io.checkpoints import CheckpointError
+from utils.io.files import write_text
+from utils.io.images import ImageReadError, is_image_file, write_image
+from utils.io.tables import markdown_table, write_csv
+from utils.metrics.complexity import complexity
+from utils.metrics.protocols import PROTOCOLS
+from utils.metrics.scoring import mean_metrics, score_pair
 
 SYNTHETIC_PRESETS = ("light", "heavy", "shifted")
 INPUT_ROW = "no deraining"
@@ -71,8 +82,6 @@ def parse_data_arg(text: str) -> tuple[str, str]:
 
 def open_datasets(args, cfg) -> list[tuple[str, str, object]]:
     """[(name, source description, dataset)] in command-line order."""
-    import dataset
-
     sets, names = [], set()
     for text in args.data:
         name, path = parse_data_arg(text)
@@ -99,26 +108,13 @@ def open_datasets(args, cfg) -> list[tuple[str, str, object]]:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _png_name(name: str) -> str:
-    from utils.image_io import is_image_file
-
     name = name.replace("/", "_").replace("\\", "_")
     return (Path(name).stem if is_image_file(name) else name) + ".png"
 
 
 def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
     """Derain every pair of one set; returns per-image rows (metrics of output and of input)."""
-    from tqdm import tqdm
-
-    from utils.image_io import write_image
-    from utils.inference import derain, resolve_tile
-    from utils.validation import score_pair
-
     loader = torch.utils.data.DataLoader(pairs, batch_size=None, shuffle=False,
                                          num_workers=args.workers if len(pairs) > 1 else 0)
     rows = []
@@ -126,11 +122,11 @@ def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
     for item in bar:
         rainy = item["rainy"].unsqueeze(0)
         tile = resolve_tile(args.tile, *rainy.shape[-2:])
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         pred = derain(model, rainy, tile=tile, overlap=args.overlap, ensemble=args.ensemble,
                       tile_batch=args.tile_batch)
-        _sync(device)
+        sync(device)
         runtime = time.perf_counter() - start
         pred_img, out, inp = score_pair(pred, item, args.protocol_list, args.crop_border,
                                         with_input=not args.no_input_row)
@@ -152,12 +148,10 @@ def summarise(name: str, rows: list[dict], metric_keys: list[str], model_label: 
     """Mean per metric: one row for the model, one for the rainy input ('no deraining')."""
     count = len(rows)
     out = [{"dataset": name, "model": model_label, "images": count,
-            **{k: sum(r[k] for r in rows) / count for k in metric_keys},
-            "runtime_s": sum(r["runtime_s"] for r in rows) / count}]
+            **mean_metrics(rows, [*metric_keys, "runtime_s"])}]
     if with_input:
         out.append({"dataset": name, "model": INPUT_ROW, "images": count,
-                    **{k: sum(r[f"input:{k}"] for r in rows) / count for k in metric_keys},
-                    "runtime_s": None})
+                    **mean_metrics(rows, metric_keys, prefix="input:"), "runtime_s": None})
     return out
 
 
@@ -168,8 +162,6 @@ def metric_columns(protocols: list[str]) -> list[str]:
 
 def write_reports(out: Path, summary: list[dict], per_image: list[dict] | None, info: dict) -> str:
     """results.md/csv/json (and per_image.csv); returns the Markdown text."""
-    from utils.tables import markdown_table, write_csv
-
     metrics = metric_columns(info["protocols"])
     columns = ["dataset", "model", *metrics, "images", "runtime_s"]
     headers = {"dataset": "data set", "images": "images", "runtime_s": "s / image"}
@@ -187,12 +179,12 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict] | None, 
               f"crop border {info['crop_border']}; runtime = mean derain time per image "
               f"(excludes loading and metrics).\n\nProtocols:\n"
             + "".join(f"- `{p}`: {info['protocol_notes'].get(p, '')}\n" for p in info["protocols"]))
-    (out / "results.md").write_text(text)
+    write_text(out / "results.md", text)
     csv_rows = [dict(r, params=size["params"] if r["model"] != INPUT_ROW else None,
                      **{f"gmacs@{size['size']}": size["gmacs"] if r["model"] != INPUT_ROW else None})
                 for r in summary]
     write_csv(out / "results.csv", csv_rows, columns + ["params", f"gmacs@{size['size']}"])
-    (out / "results.json").write_text(json.dumps({**info, "rows": summary}, indent=2) + "\n")
+    write_text(out / "results.json", json.dumps({**info, "rows": summary}, indent=2) + "\n")
     if per_image is not None:
         keys = [k for k in per_image[0] if k not in ("dataset", "name", "height", "width", "runtime_s")]
         write_csv(out / "per_image.csv", per_image,
@@ -223,14 +215,6 @@ def default_out_dir(checkpoint: Path) -> Path:
 
 # ----------------------------------------------------------------------------- main
 def run(args) -> dict:
-    from dataset import DatasetError
-    from utils.checkpoint import CheckpointError
-    from utils.complexity import complexity
-    from utils.device import pick_device
-    from utils.inference import MissingCheckpoint, open_model, resolve_tile
-    from utils.image_io import ImageReadError
-    from utils.metrics import PROTOCOLS
-
     args.protocol_list = [p.strip() for p in args.protocols.split(",") if p.strip()]
     unknown = [p for p in args.protocol_list if p not in PROTOCOLS]
     if unknown or not args.protocol_list:
@@ -266,10 +250,9 @@ def run(args) -> dict:
                 "model_config": cfg.to_dict(), "torch": torch.__version__,
                 "python": platform.python_version(),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
 
     if device.type == "cuda" and sets:  # untimed warm-up: CUDA context, cuDNN algorithm choice
-        from utils.inference import derain
         first = sets[0][2][0]["rainy"].unsqueeze(0)
         derain(model, first, tile=resolve_tile(args.tile, *first.shape[-2:]), overlap=args.overlap,
                tile_batch=args.tile_batch)

@@ -10,8 +10,8 @@ from typing import Any, Dict, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from utils.pyramid import pyr_down
-from utils.ssim import ssim_map
+from networks.pyramid import pyr_down
+from utils.metrics.ssim import ssim_map
 
 BRANCHES = ("bottom", "middle", "top", "half", "quarter")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,22 +30,29 @@ import torch
 from torch.utils.data import DataLoader
 
 from config import Config, add_config_args
-from utils import distributed
-from utils.engine import Trainer, TrainingAborted
-from utils.interrupt import StopRequest
+from dataset import DatasetError, open_rainy, synthetic_from_config
+from losses import online_update_loss
+from networks import build_model
+from utils.cli import DEFAULT_CHECKPOINT, add_run_args, pick_device
+from utils.engine import distributed
+from utils.engine.interrupt import StopRequest
+from utils.engine.resume import resolve_config as resolve_run_config
+from utils.engine.rng import seed_everything
+from utils.engine.run_dir import RunDir, format_metrics, progress
+from utils.engine.sampler import ResumableSampler
+from utils.engine.trainer import Trainer, TrainingAborted
+from utils.inference import derain
+from utils.io.checkpoints import CheckpointError, load_checkpoint, load_weights, published_weights
+from utils.io.images import ImageReadError, to_image, write_image
+from utils.metrics.protocols import image_metrics
+from utils.metrics.scoring import mean_metrics
 from utils.online import OnlineCrops, PseudoLabels
-from utils.run_dir import RunDir, format_metrics, progress
-from utils.resume import add_run_args, resolve_config as resolve_run_config
-from utils.sampler import ResumableSampler
-
-DEFAULT_INIT = "runs/demo/best.pth"
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser, default_preset="demo")
     parser.add_argument("--init", default=None, metavar="CKPT",
-                        help=f"synthetic checkpoint to start from (default: online.init or {DEFAULT_INIT})")
+                        help=f"synthetic checkpoint to start from (default: online.init or {DEFAULT_CHECKPOINT})")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="folder (or file) of real rainy images; default: the embedded shifted-rain set")
     add_run_args(parser, run_dir="runs/<online.name>")
@@ -61,13 +69,10 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
 def load_images(cfg: Config):
     """(names, rainy [3,H,W] tensors, clean tensors or None). The input is only ever read."""
     if cfg.online.data is None:
-        from dataset import synthetic_from_config
-
         pairs = synthetic_from_config(cfg.data, "test", preset="shifted")
         items = [pairs[i] for i in range(len(pairs))]
         # The ground truth is kept aside for the before/after report only.
         return [str(it["name"]) for it in items], [it["rainy"] for it in items], [it["clean"] for it in items]
-    from dataset import open_rainy
 
     images = open_rainy(cfg.online.data)
     items = [images[i] for i in range(len(images))]
@@ -91,9 +96,6 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
                    stop: StopRequest) -> bool:
     """Write B^k (current model, full resolution, tiled when large) for every image not yet
     written; log its change from B^{k-1} and, with ground truth, its PSNR/SSIM. False if stopped."""
-    from utils.image_io import to_image, write_image
-    from utils.inference import derain
-
     model = trainer.eval_model()
     model.eval()
     tile = trainer.cfg.online.tile
@@ -116,12 +118,9 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
         stats["label_change_l1"] = float(np.mean(
             [(labels.load(k, key) - labels.load(k - 1, key)).abs().mean().item() for key in keys]))
     if clean is not None:
-        from utils.metrics import image_metrics
-
-        per = [image_metrics(to_image(labels.load(k, key)), to_image(c), protocols=("rgb",))
-               for key, c in zip(keys, clean)]
-        stats["psnr"] = float(np.mean([m["rgb/psnr"] for m in per]))
-        stats["ssim"] = float(np.mean([m["rgb/ssim"] for m in per]))
+        mean = mean_metrics(image_metrics(to_image(labels.load(k, key)), to_image(c), protocols=("rgb",))
+                            for key, c in zip(keys, clean))
+        stats["psnr"], stats["ssim"] = mean["rgb/psnr"], mean["rgb/ssim"]
         run.scalars({"online/psnr_vs_hidden_gt": stats["psnr"], "online/ssim_vs_hidden_gt": stats["ssim"]}, k)
     if run.active:
         with open(run.path / "rounds.jsonl", "a", encoding="utf-8") as handle:
@@ -145,14 +144,9 @@ def round_stats(run_path: Path) -> dict[int, dict]:
 
 
 def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device) -> int:
-    from losses import online_update_loss
-    from networks import build_model
-    from utils.checkpoint import load_checkpoint, load_weights
-    from utils.rng import seed_everything
-
     oc = cfg.online
     info = distributed.DistInfo()
-    init_path = Path(oc.init or DEFAULT_INIT)
+    init_path = Path(oc.init or DEFAULT_CHECKPOINT)
     if state is None:
         if not init_path.is_file():
             hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
@@ -179,8 +173,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         trainer.load_state_dict(state, str(state_path))
         run.log(f"resumed from {state_path} at step {trainer.step} (epoch {trainer.epoch})")
     else:
-        weights = init["ema"] if init.get("ema") is not None else init["model"]
-        load_weights(trainer.model, weights, str(init_path))
+        load_weights(trainer.model, published_weights(init), str(init_path))
         if trainer.ema is not None:
             trainer.ema.load_state_dict(trainer.model.state_dict())
         try:  # B10: Adam continues from the synthetic state
@@ -189,8 +182,6 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         except (KeyError, ValueError, TypeError):
             run.log(f"{init_path} has no usable optimizer state: Adam starts fresh")
         if labels.root.exists():
-            import shutil  # stale labels of an earlier run in this folder must not be reused
-
             shutil.rmtree(labels.root)
             (run.path / "rounds.jsonl").unlink(missing_ok=True)
         run.log(f"init {init_path}; {len(rainy)} images from "
@@ -292,10 +283,6 @@ def main(argv=None) -> int:
         print("error: real_train.py runs as a single process (its data set is a handful of real "
               "images); launch it with python, not torchrun", file=sys.stderr)
         return 2
-    from dataset import DatasetError
-    from utils.checkpoint import CheckpointError
-    from utils.device import pick_device
-    from utils.image_io import ImageReadError
 
     try:
         try:

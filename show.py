@@ -20,7 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from utils.inference import add_inference_args
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.cli import MissingCheckpoint, add_inference_args, open_model, pick_device, resolve_tile, sync
+from utils.inference import derain
+from utils.io.checkpoints import CheckpointError
+from utils.io.images import ImageReadError, is_image_file, read_image, to_image, to_tensor, write_image
+from utils.io.panels import contact_sheet, fit_within, side_by_side
 
 PANEL_DIR = "panels"
 SHEET_NAME = "contact_sheet.png"
@@ -52,8 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- inputs and outputs
 def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     """Files from paths, folders (their image files, sorted) and globs; plus patterns that matched nothing."""
-    from utils.image_io import is_image_file
-
     files, unmatched, seen = [], [], set()
     for pattern in patterns:
         path = Path(pattern)
@@ -109,8 +115,6 @@ def check_output_folder(out: Path, files: list[Path], targets: list[Path]) -> No
 
 
 def find_clean(clean_dir: Path, stem: str) -> Path | None:
-    from utils.image_io import is_image_file
-
     matches = sorted(p for p in clean_dir.glob(glob.escape(stem) + ".*") if is_image_file(p))
     return matches[0] if matches else None
 
@@ -127,16 +131,6 @@ def planned_outputs(out: Path, names: list[str], args) -> list[Path]:
 # ----------------------------------------------------------------------------- main
 def run(args) -> int:
     """Returns the exit status: 0 when every image was derained, 1 when some failed."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from utils.checkpoint import CheckpointError
-    from utils.device import pick_device
-    from utils.image_io import ImageReadError, read_image, to_image, to_tensor, write_image
-    from utils.inference import MissingCheckpoint, derain, open_model, resolve_tile
-    from utils.panels import contact_sheet, fit_within, side_by_side
-
     def fail(message: str) -> int:
         print(f"show.py: error: {message}", file=sys.stderr)
         return 2
@@ -193,8 +187,7 @@ def run(args) -> int:
         start = time.perf_counter()
         pred = derain(model, to_tensor(rainy).unsqueeze(0), tile=tile, overlap=args.overlap,
                       ensemble=args.ensemble, tile_batch=args.tile_batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         seconds = time.perf_counter() - start
         derained = np.clip(to_image(pred), 0.0, 1.0)
         write_image(out / name, derained, bits=args.bits)

@@ -18,12 +18,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from config import Config, add_config_args
-from utils import distributed
-from utils.engine import Trainer, TrainingAborted, milestone_steps
-from utils.interrupt import StopRequest
-from utils.run_dir import RunDir, format_metrics, progress
-from utils.resume import add_run_args, resolve_config as resolve_run_config
-from utils.sampler import ResumableSampler
+from dataset import PatchDataset, build_train_val, synthetic_from_config, synthetic_stream_from_config
+from losses import HCNLoss
+from networks import build_model, parameter_summary
+from utils.cli import add_run_args
+from utils.engine import distributed
+from utils.engine.interrupt import StopRequest
+from utils.engine.resume import resolve_config as resolve_run_config
+from utils.engine.rng import seed_everything
+from utils.engine.run_dir import RunDir, format_metrics, progress
+from utils.engine.sampler import ResumableSampler
+from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
+from utils.engine.validation import evaluate
+from utils.io.checkpoints import CheckpointError, load_model
+from utils.io.panels import side_by_side
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,8 +49,6 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
 
 
 def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
-    from dataset import PatchDataset, build_train_val, synthetic_stream_from_config
-
     train_pairs, val_pairs = build_train_val(cfg.data, seed=cfg.train.seed)
     if train_pairs is None:  # embedded rain made on the fly (data.synthetic_fresh)
         patches = synthetic_stream_from_config(cfg.data, seed=cfg.train.seed)
@@ -73,9 +79,6 @@ def start_epoch(trainer: Trainer, patches, sampler: ResumableSampler, generator,
 
 def validate(trainer: Trainer, val_pairs, run: RunDir, images: bool) -> float | None:
     """Rank 0 evaluates the val split; every rank gets its PSNR (for the best-checkpoint choice)."""
-    from utils.panels import side_by_side
-    from utils.validation import evaluate
-
     psnr = None
     if trainer.info.is_main and len(val_pairs):
         result = evaluate(trainer.eval_model(), val_pairs, trainer.device,
@@ -100,10 +103,6 @@ def checkpoint(trainer: Trainer, run: RunDir, best: bool = False) -> None:
 
 def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
           info: distributed.DistInfo, device: torch.device) -> int:
-    from losses import HCNLoss
-    from networks import build_model, parameter_summary
-    from utils.rng import seed_everything
-
     tc = cfg.train
     seed_everything(tc.seed)  # the same initial weights on every rank
     run = RunDir(Path(tc.out_dir) / tc.name, active=info.is_main,
@@ -194,9 +193,6 @@ def report_test(cfg: Config, run_path: Path, device: torch.device) -> None:
         print("evaluate it on your test sets with: python eval.py --checkpoint "
               f"{run_path / 'best.pth'} --data TEST_FOLDER")
         return
-    from dataset import synthetic_from_config
-    from utils.checkpoint import load_model
-    from utils.validation import evaluate
 
     model, _ = load_model(run_path / "best.pth", device)
     # The trained style, plus the held-out style when training used randomised rain.
@@ -216,7 +212,6 @@ def report_test(cfg: Config, run_path: Path, device: torch.device) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from utils.checkpoint import CheckpointError
 
     try:
         cfg, state, path = resolve_config(args)

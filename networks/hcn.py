@@ -23,10 +23,9 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from utils.pyramid import pyr_down
-
 from .blocks import SLOPE
 from .module import DerainModule
+from .pyramid import pyr_down
 from .resize import cat_channels
 
 SUBNETWORKS = ("N11", "N12", "N13", "N21", "N22", "N31")

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from utils.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from utils.io.checkpoints import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 
 
 def test_atomic_save_and_safe_load(tmp_path):

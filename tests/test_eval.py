@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import eval as evaluate_script
-from utils.image_io import read_image, write_image
-from utils.metrics import image_metrics
+from utils.io.images import read_image, write_image
+from utils.metrics.protocols import image_metrics
 
 
 def make_checkpoint(path: Path) -> Path:
     from config import demo
     from networks import build_model
-    from utils.checkpoint import save_checkpoint
+    from utils.io.checkpoints import save_checkpoint
 
     cfg = demo()
     cfg.model.channels, cfg.model.encoder_blocks = 4, (1, 1, 1)

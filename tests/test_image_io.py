@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.image_io import ImageReadError, read_image, to_image, to_tensor, write_image
+from utils.io.images import ImageReadError, read_image, to_image, to_tensor, write_image
 
 
 def test_colour_order_is_rgb(tmp_path):

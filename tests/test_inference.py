@@ -1,4 +1,4 @@
-"""utils/inference.py: tiling geometry and blending, x8 self-ensemble; utils/complexity, utils/panels."""
+"""utils/inference.py: tiling geometry and blending, x8 self-ensemble; utils/metrics/complexity, utils/io/panels."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.inference import blend_window, derain, dihedral, inverse_dihedral, resolve_tile, tile_starts
+from utils.cli import resolve_tile
+from utils.inference import blend_window, derain, dihedral, inverse_dihedral, tile_starts
 
 
 class Out(NamedTuple):
@@ -162,7 +163,7 @@ def test_derain_argument_errors():
 
 
 def test_hcn_runs_through_derain_and_complexity_counts_attention():
-    from utils.complexity import complexity, count_macs, count_parameters
+    from utils.metrics.complexity import complexity, count_macs, count_parameters
 
     model = tiny_hcn()
     out = derain(model, torch.rand(1, 3, 37, 45))
@@ -181,7 +182,7 @@ def test_hcn_runs_through_derain_and_complexity_counts_attention():
 
 
 def test_panels_shapes():
-    from utils.panels import contact_sheet, fit_within, side_by_side, tensor_grid
+    from utils.io.panels import contact_sheet, fit_within, side_by_side, tensor_grid
 
     a, b = np.zeros((30, 40, 3), np.float32), np.ones((20, 40, 3), np.float32)
     row = side_by_side([a, b, a], gap=4)

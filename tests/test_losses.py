@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from losses import HCNLoss, online_update_loss, ssim
-from utils.pyramid import pyr_down
-from utils.ssim import gaussian_taps, ssim_map
+from networks.pyramid import pyr_down
+from utils.metrics.ssim import gaussian_taps, ssim_map
 
 C1, C2 = 0.01 ** 2, 0.03 ** 2
 

@@ -9,7 +9,7 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from losses import ssim as loss_ssim
-from utils.metrics import (PROTOCOLS, batch_psnr, image_metrics, matlab_box_downsample, psnr,
+from utils.metrics.protocols import (PROTOCOLS, batch_psnr, image_metrics, matlab_box_downsample, psnr,
                            quantize_uint8, rgb_to_y_uint8, ssim_downsample_factor, ssim_metric)
 
 

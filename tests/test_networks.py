@@ -11,7 +11,7 @@ from networks.attention import MINE, chunked_attention, mine_reference
 from networks.biscsm import BiSCSM, positional_embedding
 from networks.blocks import DenseResidualGroup
 from networks.resize import pool2, upsample_to
-from utils.pyramid import pyr_down
+from networks.pyramid import pyr_down
 
 SMALL = dict(channels=6, encoder_blocks=(2, 1, 1), attention_chunk=16)
 

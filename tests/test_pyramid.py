@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.pyramid import gaussian_pyramid, pyr_down
+from networks.pyramid import gaussian_pyramid, pyr_down
 
 
 @pytest.mark.parametrize("h, w", [(3, 3), (7, 9), (64, 64), (33, 50)])

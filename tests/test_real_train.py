@@ -12,11 +12,11 @@ import torch
 
 import real_train
 from config import build_config
-from utils.checkpoint import load_checkpoint, load_model, save_checkpoint
-from utils.engine import Trainer
-from utils.image_io import write_image
+from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
+from utils.engine.trainer import Trainer
+from utils.io.images import write_image
 from utils.online import OnlineCrops
-from utils.rng import seed_everything
+from utils.engine.rng import seed_everything
 
 
 def make_init(path: Path) -> Path:

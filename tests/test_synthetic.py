@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dataset import DatasetError, SyntheticRainStream, synthetic_pairs
-from utils.image_io import read_image
+from utils.io.images import read_image
 from utils.synthetic.__main__ import main
 from utils.synthetic.photos import (SPLIT_SOURCES, PhotoError, augment_photo, clean_backgrounds,
                                     folder_splits, load_split)

@@ -13,12 +13,12 @@ import torch
 
 import train
 from config import Config, build_config
-from utils.checkpoint import load_checkpoint, load_model
-from utils.distributed import DistInfo
-from utils.engine import Trainer, TrainingAborted
-from utils.rng import capture_rng, restore_rng, seed_everything
-from utils.run_dir import RunDir
-from utils.sampler import ResumableSampler
+from utils.io.checkpoints import load_checkpoint, load_model
+from utils.engine.distributed import DistInfo
+from utils.engine.trainer import Trainer, TrainingAborted
+from utils.engine.rng import capture_rng, restore_rng, seed_everything
+from utils.engine.run_dir import RunDir
+from utils.engine.sampler import ResumableSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 `derain` is the one entry point used by eval.py, show.py, bench.py and the online
 pseudo-label refresh. It always returns the bottom network's prediction (the model's
-answer, SPEC.md section 8.2) and never runs the multi-scale training branches.
+answer, docs/method.md#architecture) and never runs the multi-scale training branches.
 
 Why tiles: the mining attention is global over the 1/4-scale feature map, so its
 cost grows with the square of the pixel count; a 12-megapixel photo cannot run in
@@ -13,38 +13,28 @@ so accelerator memory depends on the tile size only.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Iterator
 
 import torch
 
-__all__ = [
-    "derain", "dihedral", "inverse_dihedral", "tile_starts", "blend_window",
-    "add_inference_args", "open_model", "resolve_tile", "MissingCheckpoint", "DEFAULT_CHECKPOINT",
-]
+__all__ = ["derain", "dihedral", "inverse_dihedral", "tile_starts", "blend_window"]
 
 
 # ----------------------------------------------------------------------------- transforms
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th of the 8 flips/rotations of a [..., H, W] tensor (k=0 is the identity)."""
-    if k & 4:
-        x = x.transpose(-2, -1)
-    if k & 2:
-        x = x.flip(-2)
-    if k & 1:
-        x = x.flip(-1)
-    return x
+    """The k-th of the 8 flips/rotations of a [..., H, W] tensor: k % 4 quarter turns
+    (counter-clockwise), then a horizontal flip if k >= 4 (k=0 is the identity).
+
+    The one numbering of the project: training augmentation and the x8 ensemble use it."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
 
 
 def inverse_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Undo `dihedral(., k)`: the same operations in reverse order."""
-    if k & 1:
+    """Undo `dihedral(., k)`: the flip first, then the quarter turns back."""
+    if k >= 4:
         x = x.flip(-1)
-    if k & 2:
-        x = x.flip(-2)
-    if k & 4:
-        x = x.transpose(-2, -1)
-    return x
+    return torch.rot90(x, -(k % 4), dims=(-2, -1))
 
 
 # ----------------------------------------------------------------------------- tiling geometry
@@ -148,82 +138,3 @@ def derain(model: torch.nn.Module, rainy: torch.Tensor, tile: int | None = None,
                 out[:, :, y:y + th, x:x + tw] += pred * w
                 weight[:, :, y:y + th, x:x + tw] += w
         return out / weight
-
-
-# ----------------------------------------------------------------------------- CLI plumbing
-DEFAULT_CHECKPOINT = "runs/demo/best.pth"
-
-
-class MissingCheckpoint(FileNotFoundError):
-    """The checkpoint file does not exist (the message says how to make one)."""
-
-
-def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
-    """`utils.checkpoint.load_model` with a hint to train first when the file is missing.
-
-    Returns (model in eval mode on `device`, Config). Raises MissingCheckpoint or
-    utils.checkpoint.CheckpointError (both with messages fit for the user).
-    """
-    from utils.checkpoint import CheckpointError, load_model
-
-    path = Path(path)
-    if not path.is_file():
-        hint = ("train the demo model first with `python train.py` (a few minutes on a CPU), "
-                if str(path) == DEFAULT_CHECKPOINT else "")
-        raise MissingCheckpoint(f"checkpoint {path} not found: {hint}or pass --checkpoint PATH "
-                                f"to a checkpoint written by train.py or real_train.py")
-    try:
-        return load_model(path, device, use_ema=use_ema)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc}{_describe_model_config(path)}") from None
-
-
-def _describe_model_config(path: Path) -> str:
-    """'; its config says: channels=20, ...' so a mismatch names what the file holds."""
-    from utils.checkpoint import CheckpointError, load_checkpoint
-
-    try:
-        model_cfg = load_checkpoint(path)["config"].get("model", {})
-    except (CheckpointError, AttributeError):
-        return ""
-    if not isinstance(model_cfg, dict) or not model_cfg:
-        return ""
-    keys = ("channels", "encoder_blocks", "legacy_code_quirks")
-    held = ", ".join(f"{k}={model_cfg[k]}" for k in keys if k in model_cfg)
-    return f" (its config says model {held})" if held else ""
-
-
-def add_inference_args(parser, default_tile: str | None = None) -> None:
-    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble."""
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                        help=f"checkpoint written by train.py/real_train.py (default: {DEFAULT_CHECKPOINT})")
-    parser.add_argument("--no-ema", action="store_true",
-                        help="use the raw weights even when the checkpoint holds EMA weights")
-    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--tile", default=default_tile,
-                        help="tile side for tiled inference (0: whole image; auto: tiles of 512 "
-                             f"for images above 1 megapixel; default {default_tile or 0})")
-    parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels (default 32)")
-    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
-    parser.add_argument("--ensemble", action="store_true",
-                        help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
-
-
-AUTO_TILE = 512
-AUTO_TILE_PIXELS = 1024 * 1024
-
-
-def resolve_tile(value: str | int | None, height: int, width: int) -> int | None:
-    """Turn the --tile flag into a tile side (None: whole image)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value == "auto":
-            return AUTO_TILE if height * width > AUTO_TILE_PIXELS else None
-        try:
-            value = int(value)
-        except ValueError:
-            raise ValueError(f"--tile must be an integer or 'auto', got {value!r}") from None
-    if value < 0:
-        raise ValueError(f"--tile must be >= 0, got {value}")
-    return value or None

@@ -6,15 +6,15 @@ exists; a refresh interrupted half-way resumes where it stopped (files are writt
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+from networks.resize import pad_bottom_right
+from utils.io.files import atomic_write
 
 
 class PseudoLabels:
@@ -36,13 +36,9 @@ class PseudoLabels:
         return (self.folder(k) / "DONE").is_file()
 
     def save(self, k: int, name: str, label: torch.Tensor) -> None:
-        folder = self.folder(k)
-        folder.mkdir(parents=True, exist_ok=True)
         array = label.detach().float().clamp(0, 1).cpu().numpy()
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".npy.tmp", dir=folder)
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(self.path(k, name)) as handle:
             np.save(handle, array)
-        os.replace(tmp, self.path(k, name))
 
     def load(self, k: int, name: str) -> torch.Tensor:
         return torch.from_numpy(np.load(self.path(k, name)))
@@ -66,11 +62,7 @@ def _crop(image: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
 def _pad_to(image: torch.Tensor, size: int) -> torch.Tensor:
     """Reflect-pad (replicate for tiny sides) a [3,H,W] image up to size x size at least."""
     _, h, w = image.shape
-    ph, pw = max(0, size - h), max(0, size - w)
-    if ph == 0 and pw == 0:
-        return image
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(image[None], (0, pw, 0, ph), mode=mode)[0]
+    return pad_bottom_right(image[None], max(0, size - h), max(0, size - w))[0]
 
 
 class OnlineCrops(Dataset):

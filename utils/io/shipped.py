@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from utils.io.checkpoints import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from utils.io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from utils.io.files import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 SHIPPED = WEIGHTS_DIR / "standard.pth"
@@ -74,7 +75,7 @@ def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None)
     }
     if scores:
         record["held_out_test"] = scores
-    atomic_write_text(record_path(out), json.dumps(record, indent=2) + "\n")
+    write_text(record_path(out), json.dumps(record, indent=2) + "\n")
     return record
 
 

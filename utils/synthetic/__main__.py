@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.image_io import write_image
+from utils.io.images import write_image
 from utils.synthetic.photos import PhotoError
 from utils.synthetic.sets import make_rainy_set, preset_panel, write_rainy_set
 from utils.synthetic.styles import HELD_OUT, PRESET_NAMES

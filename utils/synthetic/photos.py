@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from utils.image_io import IMAGE_SUFFIXES, ImageReadError, read_image
+from utils.io.images import IMAGE_SUFFIXES, ImageReadError, read_image
 
 SPLITS = ("train", "val", "test")
 MAX_SIDE = 1024  # photos are downscaled to this longest side once, at load time

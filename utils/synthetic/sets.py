@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from utils.image_io import write_image
+from utils.io.images import write_image
 from utils.synthetic.photos import SPLITS, clean_backgrounds
 from utils.synthetic.rain import add_rain
 from utils.synthetic.styles import RainPreset, preset_id

@@ -10,24 +10,9 @@ import contextlib
 import numpy as np
 import torch
 
-from utils.image_io import to_image
 from utils.inference import derain
-
-
-def score_pair(pred: torch.Tensor, item: dict, protocols=("rgb",), crop_border: int = 0,
-               with_input: bool = True) -> tuple[np.ndarray, dict, dict | None]:
-    """(prediction as HWC, its metrics, the rainy input's metrics or None) against item["clean"].
-
-    The prediction is scored unclipped: each protocol clips/quantises as its script does.
-    Shared by validation here and eval.py, so both score images the same way.
-    """
-    from utils.metrics import image_metrics
-
-    pred_img, clean_img = to_image(pred), to_image(item["clean"])
-    out = image_metrics(pred_img, clean_img, protocols=protocols, crop_border=crop_border)
-    inp = (image_metrics(to_image(item["rainy"]), clean_img, protocols=protocols,
-                         crop_border=crop_border) if with_input else None)
-    return pred_img, out, inp
+from utils.io.images import to_image
+from utils.metrics.scoring import mean_metrics, score_pair
 
 
 def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rgb",),
@@ -40,9 +25,7 @@ def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rg
     """
     was_training = model.training
     model.eval()
-    sums_out: dict[str, float] = {}
-    sums_in: dict[str, float] = {}
-    shown = []
+    outs, inps, shown = [], [], []
     count = len(pairs) if max_images is None else min(len(pairs), max_images)
     try:
         for i in range(count):
@@ -51,15 +34,10 @@ def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rg
             with autocast() if autocast is not None else contextlib.nullcontext():
                 pred = derain(model, rainy.to(device), tile=tile).cpu()
             pred_img, out, inp = score_pair(pred, item, protocols)
-            for key, value in out.items():
-                sums_out[key] = sums_out.get(key, 0.0) + float(value)
-            for key, value in inp.items():
-                sums_in[key] = sums_in.get(key, 0.0) + float(value)
+            outs.append(out)
+            inps.append(inp)
             if len(shown) < panels:
                 shown.append((to_image(rainy[0]), np.clip(pred_img, 0, 1), to_image(item["clean"])))
     finally:
         model.train(was_training)
-    n = max(count, 1)
-    return {"output": {k: v / n for k, v in sums_out.items()},
-            "input": {k: v / n for k, v in sums_in.items()},
-            "count": count, "panels": shown}
+    return {"output": mean_metrics(outs), "input": mean_metrics(inps), "count": count, "panels": shown}

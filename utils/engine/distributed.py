@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from utils.device import pick_device
+from utils.cli import pick_device
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Inputs are RGB float HWC numpy arrays in [0, 1] (the prediction may be unclipped
 
 * "y" - the Restormer/MSPFN MATLAB script (evaluate_PSNR_SSIM.m; Rain100H/L, Rain200H/L,
   Test100/1200/2800, SPA-Data). The script reads 8-bit PNGs, so both images are first
-  quantised to uint8 exactly as utils.image_io.write_image saves them (clip, x255, round).
+  quantised to uint8 exactly as utils.io.images.write_image saves them (clip, x255, round).
   Y = MATLAB rgb2ycbcr on uint8 input: imlincomb of T = (1/255) * [65.481, 128.553, 24.966]
   plus offset 16, computed in double and converted to uint8 (round half away from zero).
   PSNR on Y with peak 255. SSIM = Wang's ssim_index (2003): 11x11 Gaussian, sigma 1.5,
@@ -37,7 +37,7 @@ three reference scripts crops). The MATLAB SSIMs need at least 11x11 pixels afte
 
 Identical images: PSNR is float("inf") (MSE = 0; MATLAB and scikit-image give Inf too). It is
 kept, not capped, so no table is silently biased: a set mean containing one is inf,
-utils.tables.format_value prints "inf", and json.dumps writes Infinity (readable by Python's
+utils.io.tables.format_value prints "inf", and json.dumps writes Infinity (readable by Python's
 json, not by strict JSON parsers). NaN only comes from NaN inputs.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import Dict, Iterable, Tuple
 import numpy as np
 import torch
 
-from utils.ssim import ssim_map
+from utils.metrics.ssim import ssim_map
 
 PROTOCOLS = ("rgb", "y", "y-float")
 
@@ -69,7 +69,7 @@ def _check_pair(pred, target, protocol: str, crop_border: int) -> Tuple[np.ndarr
     for name, image in (("pred", pred), ("target", target)):
         if isinstance(image, torch.Tensor):
             raise TypeError(f"{name}: expected an HWC numpy array, got a torch tensor of shape "
-                            f"{tuple(image.shape)} (use utils.image_io.to_image)")
+                            f"{tuple(image.shape)} (use utils.io.images.to_image)")
         image = np.asarray(image)
         if not np.issubdtype(image.dtype, np.floating):
             raise TypeError(f"{name}: expected a float image in [0, 1], got dtype {image.dtype} "

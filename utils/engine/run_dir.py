@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from config import Config
@@ -26,8 +27,6 @@ class RunDir:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         self._log = open(self.path / log_name, "a", encoding="utf-8")
-        from tensorboardX import SummaryWriter  # heavy import, only where it is used
-
         # purge_step drops events a crashed run logged after the checkpoint we resume from.
         self._tb = SummaryWriter(logdir=str(self.path / "tb"), purge_step=purge_step)
 
@@ -51,7 +50,7 @@ class RunDir:
                 self._tb.add_scalar(key, float(value), step)
 
     def image(self, tag: str, hwc: np.ndarray, step: int) -> None:
-        """An RGB float HWC image in [0, 1] (e.g. a utils.panels.side_by_side panel)."""
+        """An RGB float HWC image in [0, 1] (e.g. a utils.io.panels.side_by_side panel)."""
         if self.active:
             self._tb.add_image(tag, np.clip(hwc, 0, 1), step, dataformats="HWC")
 

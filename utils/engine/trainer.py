@@ -19,11 +19,12 @@ from typing import Callable
 import torch
 
 from config import Config
-from utils import distributed
-from utils.ema import ModelEMA
-from utils.precision import Precision
-from utils.rng import capture_rng, restore_rng
-from utils.run_dir import RunDir
+from utils.engine import distributed
+from utils.engine.ema import ModelEMA
+from utils.engine.precision import Precision
+from utils.engine.rng import capture_rng, restore_rng
+from utils.engine.run_dir import RunDir
+from utils.io.checkpoints import load_weights, save_checkpoint
 
 LossFn = Callable[[torch.nn.Module], tuple[torch.Tensor, dict]]
 
@@ -179,14 +180,10 @@ class Trainer:
 
     def save(self, state: dict, path) -> None:
         if self.info.is_main:
-            from utils.checkpoint import save_checkpoint
-
             save_checkpoint(state, path)
 
     def load_state_dict(self, state: dict, source: str) -> None:
         """Restore everything `state_dict` wrote (weights via load_weights' clear errors)."""
-        from utils.checkpoint import load_weights
-
         load_weights(self.model, state["model"], source)
         if self.ema is not None:
             if state.get("ema") is not None:

@@ -1,21 +1,15 @@
 """Which config a run uses: preset + overrides, or, on --resume, the checkpoint's own config.
 
-Shared by train.py and real_train.py so both resume the same way.
+Shared by train.py and real_train.py so both resume the same way (the flag itself is in
+utils.cli.add_run_args).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Callable, Optional
 
 from config import Config, apply_override, build_config
-
-
-def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
-    """--resume and --device, shared by the training scripts; `run_dir` names the run folder."""
-    parser.add_argument("--resume", default=None, metavar="PATH|auto",
-                        help=f"continue from a checkpoint; 'auto' = {run_dir}/latest.pth if it exists")
-    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+from utils.io.checkpoints import load_checkpoint
 
 
 def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
@@ -26,8 +20,6 @@ def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
     exists, else a fresh run). A resumed run keeps the checkpoint's config; the same
     overrides are applied on top (e.g. --set train.iterations=... to extend a finished run).
     """
-    from utils.checkpoint import load_checkpoint
-
     cfg = build_config(preset, overrides)
     if not resume:
         return cfg, None, None

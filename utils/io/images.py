@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from utils.io.files import atomic_write
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -60,9 +62,9 @@ def to_rgb_float(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def write_image(path: str | Path, image: np.ndarray, bits: int = 8) -> None:
-    """Write an RGB float HWC image in [0, 1] (clipped) as 8- or 16-bit; folders are created."""
+    """Write an RGB float HWC image in [0, 1] (clipped) as 8- or 16-bit, atomically; folders
+    are created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if bits == 8:
         out = np.round(image * 255.0).astype(np.uint8)
@@ -73,7 +75,8 @@ def write_image(path: str | Path, image: np.ndarray, bits: int = 8) -> None:
     ok, encoded = cv2.imencode(path.suffix or ".png", out[:, :, ::-1])
     if not ok:
         raise OSError(f"{path}: OpenCV cannot encode this format")
-    encoded.tofile(str(path))
+    with atomic_write(path) as handle:
+        handle.write(encoded.tobytes())
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

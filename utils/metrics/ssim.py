@@ -1,7 +1,7 @@
 """Gaussian-window SSIM map in torch: the one SSIM core shared by the loss and the metrics.
 
 `losses.ssim` (training, float32, zero 'same' padding, data range 1: the authors' SSIM) and
-`utils.metrics` (evaluation, float64, MATLAB 'valid' filtering, data range 255) differ only
+`utils.metrics.protocols` (evaluation, float64, MATLAB 'valid' filtering, data range 255) differ only
 in padding, constants and dtype, so both call `ssim_map` instead of keeping two copies.
 
 SSIM(x, y) = (2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2)),

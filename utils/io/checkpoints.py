@@ -6,11 +6,13 @@ and optionally `ema`. Everything in it is loadable with `weights_only=True`.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from config import Config
+from networks import build_model
+from utils.io.files import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -19,19 +21,8 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write to a temp file in the same folder, fsync, then rename: never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -53,18 +44,20 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
 
     Returns (model in eval mode on `device`, Config of the checkpoint).
     """
-    from config import Config
-    from networks import build_model
-
     state = load_checkpoint(path)
     try:
         cfg = Config.from_dict(state["config"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
     model = build_model(cfg.model)
-    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
-    load_weights(model, weights, source=str(path))
+    load_weights(model, published_weights(state, use_ema), source=str(path))
     return model.to(device).eval(), cfg
+
+
+def published_weights(state: dict, use_ema: bool = True) -> dict:
+    """The weights a checkpoint publishes: its EMA shadow if present (and wanted), else the
+    trained weights."""
+    return state["ema"] if use_ema and state.get("ema") is not None else state["model"]
 
 
 def load_weights(model: torch.nn.Module, weights: dict, source: str) -> None:

@@ -1,0 +1,120 @@
+"""What the five scripts share on the command line: the device, --resume, the inference
+flags, the default checkpoint, and opening a checkpoint's model with messages fit for a user."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
+
+DEFAULT_CHECKPOINT = "runs/demo/best.pth"  # what `python train.py` (the demo preset) writes
+AUTO_TILE = 512
+AUTO_TILE_PIXELS = 1024 * 1024
+
+
+# ----------------------------------------------------------------------------- device
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` prefers CUDA, then MPS, then CPU; an explicit name is validated."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (before reading a timer)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- training scripts
+def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
+    """--resume and --device, shared by the training scripts; `run_dir` names the run folder."""
+    parser.add_argument("--resume", default=None, metavar="PATH|auto",
+                        help=f"continue from a checkpoint; 'auto' = {run_dir}/latest.pth if it exists")
+    add_device_arg(parser)
+
+
+# ----------------------------------------------------------------------------- inference scripts
+class MissingCheckpoint(FileNotFoundError):
+    """The checkpoint file does not exist (the message says how to make one)."""
+
+
+def missing_checkpoint_hint(path: str | Path) -> str:
+    """How to make the checkpoint: train the demo model when it is the default one."""
+    if str(path) == DEFAULT_CHECKPOINT:
+        return "train the demo model first with `python train.py` (a few minutes on a CPU), "
+    return ""
+
+
+def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
+    """`load_model` with a hint to train first when the file is missing.
+
+    Returns (model in eval mode on `device`, Config). Raises MissingCheckpoint or
+    CheckpointError (both with messages fit for the user).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingCheckpoint(f"checkpoint {path} not found: {missing_checkpoint_hint(path)}or pass "
+                                f"--checkpoint PATH to a checkpoint written by train.py or real_train.py")
+    try:
+        return load_model(path, device, use_ema=use_ema)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{_describe_model_config(path)}") from None
+
+
+def _describe_model_config(path: Path) -> str:
+    """'; its config says: channels=20, ...' so a mismatch names what the file holds."""
+    try:
+        model_cfg = load_checkpoint(path)["config"].get("model", {})
+    except (CheckpointError, AttributeError):
+        return ""
+    if not isinstance(model_cfg, dict) or not model_cfg:
+        return ""
+    keys = ("channels", "encoder_blocks", "legacy_code_quirks")
+    held = ", ".join(f"{k}={model_cfg[k]}" for k in keys if k in model_cfg)
+    return f" (its config says model {held})" if held else ""
+
+
+def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None) -> None:
+    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble."""
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help=f"checkpoint written by train.py/real_train.py (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--no-ema", action="store_true",
+                        help="use the raw weights even when the checkpoint holds EMA weights")
+    add_device_arg(parser)
+    parser.add_argument("--tile", default=default_tile,
+                        help="tile side for tiled inference (0: whole image; auto: tiles of 512 "
+                             f"for images above 1 megapixel; default {default_tile or 0})")
+    parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels (default 32)")
+    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
+
+
+def resolve_tile(value: str | int | None, height: int, width: int) -> int | None:
+    """Turn the --tile flag into a tile side (None: whole image)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "auto":
+            return AUTO_TILE if height * width > AUTO_TILE_PIXELS else None
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"--tile must be an integer or 'auto', got {value!r}") from None
+    if value < 0:
+        raise ValueError(f"--tile must be >= 0, got {value}")
+    return value or None

@@ -1,0 +1,1 @@
+"""Files in and out: images, checkpoints, result tables, image panels, atomic writes."""
