@@ -41,6 +41,10 @@ from torch.utils.data import Dataset
 
 from utils.inference import dihedral
 from utils.io.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
+from utils.synthetic.photos import load_split, training_background
+from utils.synthetic.rain import add_rain
+from utils.synthetic.sets import make_rainy_set
+from utils.synthetic.styles import HELD_OUT
 
 LAYOUTS = ("folders", "rain-norain", "rain200", "ddn", "side-by-side", "pair-list")
 SIDE_ORDERS = ("clean-rainy", "rainy-clean")
@@ -645,15 +649,14 @@ def split_train_val(pairs: Dataset, val_fraction: float, seed: int) -> tuple[Pai
 
 
 def synthetic_pairs(split: str, preset: str = "light", size: int = 96, count: int = 24,
-                    seed: int = 0) -> SyntheticPairs:
+                    seed: int = 0, photos: Optional[str] = None) -> SyntheticPairs:
     """The embedded rain set in memory (no download): `count` pairs of size x size pixels.
 
-    `split` picks disjoint source photos (train|val|test); `.clean_images` is the ground truth
-    (use `.rainy_only()` to hand the rainy images alone to online fine-tuning).
+    `split` picks disjoint source photos (train|val|test) from the built-in photos or from
+    the folder `photos`; `.clean_images` is the ground truth (use `.rainy_only()` to hand
+    the rainy images alone to online fine-tuning).
     """
-    from utils.synthetic_rain import make_rainy_set
-
-    names, rainy, clean = make_rainy_set(split, preset, size, count, seed)
+    names, rainy, clean = make_rainy_set(split, preset, size, count, seed, photos)
     return SyntheticPairs(names, rainy, clean, split=split, preset=preset, seed=seed)
 
 
@@ -665,7 +668,54 @@ def synthetic_from_config(data_cfg, split: str, preset: Optional[str] = None,
     if split not in default_count:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(default_count)}")
     return synthetic_pairs(split, preset or data_cfg.synthetic_preset, data_cfg.synthetic_size,
-                           default_count[split] if count is None else count, data_cfg.synthetic_seed)
+                           default_count[split] if count is None else count,
+                           data_cfg.synthetic_seed, data_cfg.clean_photos)
+
+
+class SyntheticRainStream(Dataset):
+    """Training pairs made on the fly: a new augmented background crop and a new rain draw
+    for every sample (items `{"rainy", "clean"}` Tensor[3,p,p], like PatchDataset).
+
+    Sample (epoch, index) depends only on (seed, epoch, index), not on worker count or
+    order; `length` samples make one epoch. Rain is rendered at a random `scale` in
+    `scales` (log-uniform), so streak sizes vary relative to the scene.
+    """
+
+    def __init__(self, photos: Sequence[np.ndarray], patch_size: int, length: int,
+                 preset: str = "mixed", seed: int = 0, scales: tuple[float, float] = (0.5, 1.6)):
+        if not photos:
+            raise DatasetError("SyntheticRainStream: no clean photos")
+        if patch_size < 1 or length < 1:
+            raise ValueError(f"patch_size and length must be >= 1, got {patch_size}, {length}")
+        if preset in HELD_OUT:
+            raise ValueError(f"rain style {preset!r} is held out for measuring generalisation; "
+                             "do not train on it")
+        self.photos, self.patch_size, self.length = list(photos), int(patch_size), int(length)
+        self.preset, self.seed, self.scales, self.epoch = preset, int(seed), scales, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return (f"SyntheticRainStream({self.length} samples/epoch, {len(self.photos)} photos, "
+                f"preset={self.preset!r}, patch={self.patch_size})")
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index, 7])
+        clean = training_background(self.photos, self.patch_size, rng)
+        scale = float(np.exp(rng.uniform(np.log(self.scales[0]), np.log(self.scales[1]))))
+        rainy = add_rain(clean, self.preset, rng, scale=scale)
+        return {"rainy": to_tensor(rainy), "clean": to_tensor(clean)}
+
+
+def synthetic_stream_from_config(data_cfg, seed: int) -> SyntheticRainStream:
+    """The on-the-fly training stream of `data_cfg` (train photos, built-in or `clean_photos`)."""
+    photos = [photo for _, photo in load_split("train", data_cfg.clean_photos)]
+    return SyntheticRainStream(photos, data_cfg.patch_size, data_cfg.synthetic_count,
+                               data_cfg.synthetic_preset, seed=seed)
 
 
 def build_train_val(data_cfg, seed: int) -> tuple[Dataset, Dataset]:
@@ -673,11 +723,13 @@ def build_train_val(data_cfg, seed: int) -> tuple[Dataset, Dataset]:
 
     root None: the embedded synthetic set; train and val come from disjoint photos
     (`synthetic_count` / `synthetic_val_count` images, generated from `synthetic_seed` so that
-    the data do not change with the training seed). Otherwise `open_pairs(root, layout,
-    side_order)` split by `val_fraction` with `seed`.
+    the data do not change with the training seed). With `synthetic_fresh` the train side is
+    None: training uses `synthetic_stream_from_config` instead. Otherwise `open_pairs(root,
+    layout, side_order)` split by `val_fraction` with `seed`.
     """
     if data_cfg.root is None:
-        return synthetic_from_config(data_cfg, "train"), synthetic_from_config(data_cfg, "val")
+        train = None if data_cfg.synthetic_fresh else synthetic_from_config(data_cfg, "train")
+        return train, synthetic_from_config(data_cfg, "val")
     pairs = open_pairs(data_cfg.root, data_cfg.layout, data_cfg.side_order)
     return split_train_val(pairs, data_cfg.val_fraction, seed)
 

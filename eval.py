@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 import dataset
 from dataset import DatasetError
-from utils.cli import MissingCheckpoint, add_inference_args, open_model, pick_device, resolve_tile, sync
+from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
+                       resolve_checkpoint, resolve_tile, sync)
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
 from utils.io.files import write_text
@@ -227,7 +228,7 @@ def run(args) -> dict:
         raise SystemExit("eval.py: error: need 0 <= --overlap < --tile and --tile-batch >= 1")
 
     device = pick_device(args.device)
-    checkpoint = Path(args.checkpoint)
+    checkpoint = resolve_checkpoint(args.checkpoint)
     try:
         model, cfg = open_model(checkpoint, device, use_ema=not args.no_ema)
         sets = open_datasets(args, cfg)

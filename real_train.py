@@ -33,7 +33,8 @@ from config import Config, add_config_args
 from dataset import DatasetError, open_rainy, synthetic_from_config
 from losses import online_update_loss
 from networks import build_model
-from utils.cli import DEFAULT_CHECKPOINT, add_run_args, pick_device
+from utils.cli import DEMO_CHECKPOINT, add_run_args, pick_device, resolve_checkpoint
+from utils.io import shipped
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
 from utils.engine.resume import resolve_config as resolve_run_config
@@ -52,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser, default_preset="demo")
     parser.add_argument("--init", default=None, metavar="CKPT",
-                        help=f"synthetic checkpoint to start from (default: online.init or {DEFAULT_CHECKPOINT})")
+                        help=f"synthetic checkpoint to start from (default: online.init, else {DEMO_CHECKPOINT} "
+                             "if it exists, else the shipped weights/standard.pth)")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="folder (or file) of real rainy images; default: the embedded shifted-rain set")
     add_run_args(parser, run_dir="runs/<online.name>")
@@ -146,8 +148,10 @@ def round_stats(run_path: Path) -> dict[int, dict]:
 def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device) -> int:
     oc = cfg.online
     info = distributed.DistInfo()
-    init_path = Path(oc.init or DEFAULT_CHECKPOINT)
+    init_path = resolve_checkpoint(oc.init) if state is None else Path(oc.init or DEMO_CHECKPOINT)
     if state is None:
+        if init_path.resolve() == shipped.SHIPPED:
+            shipped.verify(init_path)
         if not init_path.is_file():
             hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
                     if oc.init is None else "pass --init with a checkpoint written by train.py")

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.cli import MissingCheckpoint, add_inference_args, open_model, pick_device, resolve_tile, sync
+from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
+                       resolve_checkpoint, resolve_tile, sync)
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
 from utils.io.images import ImageReadError, is_image_file, read_image, to_image, to_tensor, write_image
@@ -162,7 +163,7 @@ def run(args) -> int:
 
     device = pick_device(args.device)
     try:
-        model, model_cfg = open_model(args.checkpoint, device, use_ema=not args.no_ema)
+        model, model_cfg = open_model(resolve_checkpoint(args.checkpoint), device, use_ema=not args.no_ema)
     except (MissingCheckpoint, CheckpointError) as exc:
         return fail(str(exc))
 

@@ -3,13 +3,15 @@ flags, the default checkpoint, and opening a checkpoint's model with messages fi
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
+from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
 
-DEFAULT_CHECKPOINT = "runs/demo/best.pth"  # what `python train.py` (the demo preset) writes
+DEMO_CHECKPOINT = "runs/demo/best.pth"  # what `python train.py` (the demo preset) writes
 AUTO_TILE = 512
 AUTO_TILE_PIXELS = 1024 * 1024
 
@@ -54,9 +56,27 @@ class MissingCheckpoint(FileNotFoundError):
 
 def missing_checkpoint_hint(path: str | Path) -> str:
     """How to make the checkpoint: train the demo model when it is the default one."""
-    if str(path) == DEFAULT_CHECKPOINT:
+    if str(path) == DEMO_CHECKPOINT:
         return "train the demo model first with `python train.py` (a few minutes on a CPU), "
     return ""
+
+
+def default_checkpoint() -> tuple[Path, str]:
+    """(path, description) of the weights used when the user names none: the demo run when
+    `python train.py` has written one here, else the model shipped in weights/."""
+    if Path(DEMO_CHECKPOINT).is_file():
+        return Path(DEMO_CHECKPOINT), (f"the demo model {DEMO_CHECKPOINT} (light synthetic rain "
+                                       "only; pass --checkpoint weights/standard.pth for real photos)")
+    return shipped.SHIPPED, f"the shipped model {shipped.SHIPPED.name} (mixed synthetic rain)"
+
+
+def resolve_checkpoint(value: str | Path | None) -> Path:
+    """The --checkpoint/--init flag, or the default weights; says which weights are used."""
+    if value:
+        return Path(value)
+    path, description = default_checkpoint()
+    print(f"weights: {description}", file=sys.stderr)
+    return path
 
 
 def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
@@ -66,6 +86,8 @@ def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
     CheckpointError (both with messages fit for the user).
     """
     path = Path(path)
+    if path.resolve() == shipped.SHIPPED:
+        shipped.verify(path)  # a truncated or replaced file is an error, not a silent wrong model
     if not path.is_file():
         raise MissingCheckpoint(f"checkpoint {path} not found: {missing_checkpoint_hint(path)}or pass "
                                 f"--checkpoint PATH to a checkpoint written by train.py or real_train.py")
@@ -90,8 +112,9 @@ def _describe_model_config(path: Path) -> str:
 
 def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None) -> None:
     """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble."""
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
-                        help=f"checkpoint written by train.py/real_train.py (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--checkpoint", default=None,
+                        help=f"checkpoint written by train.py/real_train.py, or weights/standard.pth "
+                             f"(default: {DEMO_CHECKPOINT} if it exists, else the shipped weights/standard.pth)")
     parser.add_argument("--no-ema", action="store_true",
                         help="use the raw weights even when the checkpoint holds EMA weights")
     add_device_arg(parser)
