@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from utils.errors import UserError
 from utils.inference import dihedral
 from utils.io.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
 from utils.synthetic.photos import load_split, training_background
@@ -61,7 +62,7 @@ AUGMENTS = ("none", "hflip", "dihedral")
 _SHOWN = 5  # how many offending files an error message lists
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data set folder or file is missing, malformed, unmatched or unreadable."""
 
 

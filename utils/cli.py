@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from utils.errors import UserError
 from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
 
@@ -50,7 +51,7 @@ def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
 
 
 # ----------------------------------------------------------------------------- inference scripts
-class MissingCheckpoint(FileNotFoundError):
+class MissingCheckpoint(UserError, FileNotFoundError):
     """The checkpoint file does not exist (the message says how to make one)."""
 
 

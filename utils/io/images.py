@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import torch
 
+from utils.errors import UserError
 from utils.io.files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file is missing, unreadable or has an unsupported format."""
 
 
