@@ -130,11 +130,15 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":
-        """Inverse of `to_dict`; unknown keys raise, missing keys keep defaults."""
-        return _from_dict(cls, data, "")
+        """Inverse of `to_dict`; unknown keys, wrong types and out-of-range model sizes raise
+        ValueError (a checkpoint's stored config is checked like user input)."""
+        cfg = _from_dict(cls, data, "")
+        validate(cfg)
+        return cfg
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from utils.io.files import write_text  # atomic: never a 0-byte config.json
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
@@ -199,6 +203,7 @@ def build_config(preset: str = "paper", overrides: tuple[str, ...] | list[str] =
     cfg = PRESETS[preset]()
     for item in overrides:
         apply_override(cfg, item)
+    validate(cfg)
     return cfg
 
 
@@ -289,3 +294,51 @@ def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "pape
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return build_config(args.preset, args.overrides)
+
+
+# ----------------------------------------------------------------------------- validation
+# Sane bounds on what allocates memory before any weights are checked (paper: width 20,
+# blocks (12, 2, 1)). Wider models are possible by editing these, not by a crafted file.
+MODEL_BOUNDS = {"channels": (1, 512), "encoder_blocks": (1, 128), "attention_reduction": (1, 512),
+                "attention_chunk": (1, 1 << 24)}
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if default is None:  # Optional[str] fields: a path or None
+        return value is None or isinstance(value, str)
+    if isinstance(default, tuple):
+        if not isinstance(value, tuple):
+            return False
+        if default and all(isinstance(d, tuple) for d in default) or not default:
+            return all(isinstance(v, (tuple, int, float)) and not isinstance(v, bool) for v in value)
+        return all(_type_ok(v, default[0]) for v in value)
+    return True
+
+
+def validate(cfg: "Config") -> None:
+    """Field types (as the dataclass defaults) and model-size bounds; ValueError names the field."""
+    for section in dataclasses.fields(cfg):
+        part = getattr(cfg, section.name)
+        defaults = type(part)()
+        for f in dataclasses.fields(part):
+            value, default = getattr(part, f.name), getattr(defaults, f.name)
+            if not _type_ok(value, default):
+                raise ValueError(f"config {section.name}.{f.name}: expected "
+                                 f"{type(default).__name__ if default is not None else 'a string or null'}"
+                                 f", got {value!r}")
+    model = cfg.model
+    if len(model.encoder_blocks) != 3:
+        raise ValueError(f"config model.encoder_blocks: expected 3 numbers, got {model.encoder_blocks!r}")
+    for name, (low, high) in MODEL_BOUNDS.items():
+        values = getattr(model, name)
+        for value in values if isinstance(values, tuple) else (values,):
+            if not low <= value <= high:
+                raise ValueError(f"config model.{name}: {value} is outside [{low}, {high}]")

@@ -30,7 +30,7 @@ from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_d
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
 from utils.io.files import write_text
-from utils.io.images import ImageReadError, is_image_file, write_image
+from utils.io.images import ImageReadError, is_image_file, set_max_pixels, write_image
 from utils.io.tables import markdown_table, write_csv
 from utils.metrics.complexity import complexity
 from utils.metrics.protocols import PROTOCOLS
@@ -129,8 +129,13 @@ def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
                       tile_batch=args.tile_batch)
         sync(device)
         runtime = time.perf_counter() - start
-        pred_img, out, inp = score_pair(pred, item, args.protocol_list, args.crop_border,
-                                        with_input=not args.no_input_row)
+        try:
+            pred_img, out, inp = score_pair(pred, item, args.protocol_list, args.crop_border,
+                                            with_input=not args.no_input_row)
+        except ValueError as exc:  # e.g. an image smaller than an SSIM window
+            entries = getattr(pairs, "entries", None)
+            source = entries[len(rows)].rainy if entries is not None else item["name"]
+            raise DatasetError(f"{source}: cannot be scored: {exc}") from None
         row = {"dataset": name, "name": item["name"], "height": pred_img.shape[0],
                "width": pred_img.shape[1], "runtime_s": runtime, **out}
         if inp is not None:
@@ -227,6 +232,10 @@ def run(args) -> dict:
     if (tile and not 0 <= args.overlap < tile) or args.overlap < 0 or args.tile_batch < 1:
         raise SystemExit("eval.py: error: need 0 <= --overlap < --tile and --tile-batch >= 1")
 
+    try:
+        set_max_pixels(args.max_pixels)
+    except ImageReadError as exc:
+        raise SystemExit(f"eval.py: error: {exc}") from None
     device = pick_device(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
     try:

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from config import Config, add_config_args
-from dataset import DatasetError, open_rainy, synthetic_from_config
+from dataset import open_rainy, synthetic_from_config
 from losses import online_update_loss
 from networks import build_model
 from utils.cli import DEMO_CHECKPOINT, add_run_args, pick_device, resolve_checkpoint
@@ -43,8 +43,11 @@ from utils.engine.run_dir import RunDir, format_metrics, progress
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
-from utils.io.checkpoints import CheckpointError, load_checkpoint, load_weights, published_weights
-from utils.io.images import ImageReadError, to_image, write_image
+from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_weights,
+                                  published_weights)
+from utils.errors import UserError, one_line
+from utils.io.files import check_outside
+from utils.io.images import set_max_pixels, to_image, write_image
 from utils.metrics.protocols import image_metrics
 from utils.metrics.scoring import mean_metrics
 from utils.online import OnlineCrops, PseudoLabels
@@ -65,7 +68,7 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
     overrides = list(args.overrides)
     overrides += [f"online.init={args.init}"] if args.init else []
     overrides += [f"online.data={args.data}"] if args.data else []
-    return resolve_run_config(args.preset, overrides, args.resume, lambda cfg: cfg.online.name)
+    return resolve_run_config(args.preset, overrides, args.resume, "online.name")
 
 
 def load_images(cfg: Config):
@@ -145,9 +148,10 @@ def round_stats(run_path: Path) -> dict[int, dict]:
     return out
 
 
-def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device) -> int:
+def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
+                  overwrite: bool = False) -> int:
     oc = cfg.online
-    info = distributed.DistInfo()
+    init = None
     init_path = resolve_checkpoint(oc.init) if state is None else Path(oc.init or DEMO_CHECKPOINT)
     if state is None:
         if init_path.resolve() == shipped.SHIPPED:
@@ -158,7 +162,11 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
             print(f"error: synthetic checkpoint {init_path} not found: {hint}.", file=sys.stderr)
             return 2
         init = load_checkpoint(init_path)
-        cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
+        try:
+            cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{init_path}: its config is not valid for this code: {exc}") from None
+        check_fits(cfg.model, published_weights(init), str(init_path))
     names, rainy, clean = load_images(cfg)
     keys = [label_key(n) for n in names]
     if len(set(keys)) != len(keys):
@@ -166,10 +174,29 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
     if len(rainy) < oc.batch_size:
         raise SystemExit(f"error: {len(rainy)} images but online.batch_size={oc.batch_size}")
 
+    run_path = Path(cfg.train.out_dir) / oc.name
+    if oc.data is not None:  # the input is only read: never write into (or around) it
+        data = Path(oc.data)
+        check_outside(run_path, data if data.is_dir() else data.parent,
+                      what="the run folder (train.out_dir/online.name)", both_ways=True)
     seed_everything(cfg.train.seed)
-    run = RunDir(Path(cfg.train.out_dir) / oc.name, log_name="real_train.log",
-                 purge_step=state["step"] if state else 0)
-    run.save_config(cfg)
+    run = RunDir(run_path, log_name="real_train.log", purge_step=state["step"] if state else 0,
+                 lock=True)
+    try:
+        run.claim(fresh=state is None, overwrite=overwrite, checkpoints=CHECKPOINTS)
+        run.save_config(cfg)
+        return _online_update(cfg, state, state_path, device, run, init, init_path, keys, rainy, clean)
+    finally:
+        run.close()
+
+
+CHECKPOINTS = ("latest.pth", "round_*.pth")
+
+
+def _online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
+                   run: RunDir, init: dict | None, init_path: Path, keys, rainy, clean) -> int:
+    oc = cfg.online
+    info = distributed.DistInfo()
     model = build_model(cfg.model)
     trainer = Trainer(cfg, model, device, info, run, lr=oc.lr)
     labels = PseudoLabels(run.path / "pseudo_labels")
@@ -289,13 +316,14 @@ def main(argv=None) -> int:
 
     try:
         try:
+            set_max_pixels(args.max_pixels)
             cfg, state, path = resolve_config(args)
         except ValueError as exc:  # a bad --set override
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        return online_update(cfg, state, path, pick_device(args.device))
-    except (CheckpointError, DatasetError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return online_update(cfg, state, path, pick_device(args.device), overwrite=args.overwrite)
+    except UserError as exc:  # bad data or checkpoint, a locked or existing run folder, a full disk
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -28,7 +28,9 @@ from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_d
                        resolve_checkpoint, resolve_tile, sync)
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
-from utils.io.images import ImageReadError, is_image_file, read_image, to_image, to_tensor, write_image
+from utils.io.files import check_outside
+from utils.io.images import (ImageReadError, is_image_file, read_image, set_max_pixels, to_image,
+                             to_tensor, write_image)
 from utils.io.panels import contact_sheet, fit_within, side_by_side
 
 PANEL_DIR = "panels"
@@ -81,20 +83,22 @@ def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     return files, unmatched
 
 
-def output_names(files: list[Path]) -> list[str]:
-    """`<stem>.png`, made unique by the suffix, then the parent folder, when stems collide."""
+def output_names(files: list[Path], reserved: tuple[str, ...] = ()) -> list[str]:
+    """`<stem>.png`, made unique by the suffix, then the parent folder, when stems collide;
+    an input whose name is `reserved` (the contact sheet's) gets `<stem>_<ext>.png`."""
     def unique(names):
-        return len(set(names)) == len(names)
+        return len(set(names)) == len(names) and not set(names) & set(reserved)
 
     names = [f"{p.stem}.png" for p in files]
     if unique(names):
         return names
     stems = [p.stem for p in files]
-    names = [f"{p.stem}_{p.suffix.lstrip('.').lower()}.png" if stems.count(p.stem) > 1 else n
-             for p, n in zip(files, names)]
+    names = [f"{p.stem}_{p.suffix.lstrip('.').lower()}.png"
+             if stems.count(p.stem) > 1 or n in reserved else n for p, n in zip(files, names)]
     if unique(names):
         return names
-    names = [f"{p.parent.name}_{n}" if names.count(n) > 1 else n for p, n in zip(files, names)]
+    names = [f"{p.parent.name}_{n}" if names.count(n) > 1 or n in reserved else n
+             for p, n in zip(files, names)]
     if not unique(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"several inputs would be written to the same file(s) {dup[:3]}; "
@@ -107,9 +111,7 @@ def check_output_folder(out: Path, files: list[Path], targets: list[Path]) -> No
     out = out.resolve()
     folders = {p.resolve().parent for p in files}
     for folder in sorted(folders):
-        if out == folder or folder in out.parents:
-            raise ValueError(f"--out {out} is inside the input folder {folder}: derained images "
-                             f"must not be mixed with the inputs; choose another --out")
+        check_outside(out, folder)
     for target in targets:
         if target.resolve().parent in folders:
             raise ValueError(f"{target} would be written into an input folder; choose another --out")
@@ -151,7 +153,8 @@ def run(args) -> int:
             raise ValueError(f"--overlap must be in [0, --tile), got {args.overlap} with tile {fixed_tile}")
         if args.overlap < 0 or args.tile_batch < 1:
             raise ValueError("--overlap must be >= 0 and --tile-batch >= 1")
-        names = output_names(files)
+        set_max_pixels(args.max_pixels)
+        names = output_names(files, reserved=(SHEET_NAME,) if args.contact_sheet else ())
         check_output_folder(out, files, planned_outputs(out, names, args))
     except ValueError as exc:
         return fail(str(exc))

@@ -24,13 +24,15 @@ from networks import build_model, parameter_summary
 from utils.cli import add_run_args
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
-from utils.engine.resume import resolve_config as resolve_run_config
+from utils.engine.resume import reconcile_best, resolve_config as resolve_run_config
 from utils.engine.rng import seed_everything
 from utils.engine.run_dir import RunDir, format_metrics, progress
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
 from utils.engine.validation import evaluate
-from utils.io.checkpoints import CheckpointError, load_model
+from utils.errors import UserError, one_line
+from utils.io.checkpoints import CheckpointError, load_model, save_checkpoint
+from utils.io.images import set_max_pixels
 from utils.io.panels import side_by_side
 
 
@@ -45,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-    return resolve_run_config(args.preset, overrides, args.resume, lambda cfg: cfg.train.name)
+    return resolve_run_config(args.preset, overrides, args.resume, "train.name")
 
 
 def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
@@ -94,20 +96,33 @@ def validate(trainer: Trainer, val_pairs, run: RunDir, images: bool) -> float | 
     return distributed.broadcast_object(trainer.info, psnr)
 
 
+CHECKPOINTS = ("latest.pth", "best.pth")
+
+
 def checkpoint(trainer: Trainer, run: RunDir, best: bool = False) -> None:
     state = trainer.state_dict()  # collective: every rank takes part
-    trainer.save(state, run.path / "latest.pth")
-    if best:
+    if best:  # first: a latest.pth never refers to a best.pth that is not on disk yet
         trainer.save(state, run.path / "best.pth")
+    trainer.save(state, run.path / "latest.pth")
 
 
 def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
-          info: distributed.DistInfo, device: torch.device) -> int:
+          info: distributed.DistInfo, device: torch.device, overwrite: bool = False) -> int:
     tc = cfg.train
     seed_everything(tc.seed)  # the same initial weights on every rank
     run = RunDir(Path(tc.out_dir) / tc.name, active=info.is_main,
-                 purge_step=resume_state["step"] if resume_state else 0)
-    run.save_config(cfg)
+                 purge_step=resume_state["step"] if resume_state else 0, lock=True)
+    try:
+        run.claim(fresh=resume_state is None, overwrite=overwrite, checkpoints=CHECKPOINTS)
+        run.save_config(cfg)
+        return _train(cfg, resume_state, resume_path, info, device, run)
+    finally:
+        run.close()
+
+
+def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
+           info: distributed.DistInfo, device: torch.device, run: RunDir) -> int:
+    tc = cfg.train
     patches, sampler, loader, generator, val_pairs = build_data(cfg, info, pin=device.type == "cuda")
     model = build_model(cfg.model)
     trainer = Trainer(cfg, model, device, info, run, lr=tc.lr,
@@ -116,9 +131,13 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
         trainer.load_state_dict(resume_state, str(resume_path))
         run.log(f"resumed from {resume_path} at step {trainer.step} (epoch {trainer.epoch}, "
                 f"batch {trainer.batch_in_epoch})")
-    elif (run.path / "latest.pth").is_file():
-        run.log(f"note: {run.path} already holds a run; this fresh start overwrites its "
-                f"checkpoints (use --resume auto to continue it instead)")
+        if info.is_main:
+            best_step, best_metric, note = reconcile_best(run.path, resume_state, save_checkpoint,
+                                                       source=resume_path)
+            if note:
+                run.log(note)
+        trainer.best_step, trainer.best_metric = distributed.broadcast_object(
+            info, (best_step, best_metric) if info.is_main else None)
     run.log(f"device {device} ({trainer.precision.name}), {info.world_size} process(es); "
             f"{len(patches)} training patches/epoch, {len(val_pairs)} val images; "
             f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}")
@@ -177,7 +196,6 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
         return 1
     finally:
         bar.close()
-        run.close()
     if trainer.best_step < 0:  # no val split (data.val_fraction=0): best = last
         trainer.save(trainer.state_dict(), run.path / "best.pth")
     if info.is_main:
@@ -213,13 +231,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     try:
+        set_max_pixels(args.max_pixels)
         cfg, state, path = resolve_config(args)
-    except (CheckpointError, ValueError) as exc:
+    except (UserError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info, device = distributed.setup(args.device)
     try:
-        return train(cfg, state, path, info, device)
+        return train(cfg, state, path, info, device, overwrite=args.overwrite)
+    except UserError as exc:  # bad data, a locked or existing run folder, a full disk
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     finally:
         distributed.cleanup(info)
 

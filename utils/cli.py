@@ -11,6 +11,7 @@ import torch
 from utils.errors import UserError
 from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
+from utils.io.images import DEFAULT_MAX_PIXELS
 
 DEMO_CHECKPOINT = "runs/demo/best.pth"  # what `python train.py` (the demo preset) writes
 AUTO_TILE = 512
@@ -43,11 +44,22 @@ def sync(device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------- training scripts
+def add_max_pixels_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                        help=f"refuse images whose header declares more than N pixels, before "
+                             f"decoding them (default {DEFAULT_MAX_PIXELS:,})")
+
+
 def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
-    """--resume and --device, shared by the training scripts; `run_dir` names the run folder."""
+    """--resume, --overwrite, --device and --max-pixels, shared by the training scripts;
+    `run_dir` names the run folder."""
     parser.add_argument("--resume", default=None, metavar="PATH|auto",
-                        help=f"continue from a checkpoint; 'auto' = {run_dir}/latest.pth if it exists")
+                        help=f"continue from a checkpoint, writing next to it; 'auto' = "
+                             f"{run_dir}/latest.pth if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"start afresh even if {run_dir} holds a run (its checkpoints are deleted)")
     add_device_arg(parser)
+    add_max_pixels_arg(parser)
 
 
 # ----------------------------------------------------------------------------- inference scripts
@@ -126,6 +138,7 @@ def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--ensemble", action="store_true",
                         help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
+    add_max_pixels_arg(parser)
 
 
 def resolve_tile(value: str | int | None, height: int, width: int) -> int | None:

@@ -33,11 +33,43 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read: {_load_failure(exc)}") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not an HCN checkpoint (expected keys 'config' and "
                               f"'model', found {sorted(state) if isinstance(state, dict) else type(state).__name__})")
     return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch's reason in one line, without its advice to re-run with weights_only=False (that
+    would execute whatever code the file carries: never suggested here)."""
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        if "Unsupported global" in text:
+            return ("it holds pickled Python objects, not plain tensors and numbers; this code "
+                    "only loads plain-data checkpoints (as written by train.py/real_train.py)")
+        return "not a PyTorch checkpoint of plain data (corrupt, truncated or another kind of file)"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+TRAINING_KEYS = ("optimizer", "scheduler", "step")
+
+
+def check_resumable(state: dict, path: str | Path) -> None:
+    """A checkpoint `--resume` can continue: the full training state, not weights only."""
+    missing = [k for k in TRAINING_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} holds weights only (no {', '.join(missing)}), so it cannot be "
+                              f"resumed; resume from the run's latest.pth, or start a new run from "
+                              f"these weights (real_train.py --init {path})")
+
+
+def check_fits(model_cfg, weights: dict, source: str) -> None:
+    """load_weights' checks against the model a config describes, built on the meta device:
+    a crafted config (a huge width) is refused before any memory is allocated."""
+    with torch.device("meta"):
+        model = build_model(model_cfg)
+    _check_weights(model.state_dict(), weights, source)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True):
@@ -50,8 +82,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
         cfg = Config.from_dict(state["config"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
+    weights = published_weights(state, use_ema)
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: its weights are not a state dict")
+    check_fits(cfg.model, weights, str(path))
     model = build_model(cfg.model)
-    load_weights(model, published_weights(state, use_ema), source=str(path))
+    load_weights(model, weights, source=str(path))
     return model.to(device).eval(), cfg
 
 
@@ -63,8 +99,17 @@ def published_weights(state: dict, use_ema: bool = True) -> dict:
 
 def load_weights(model: torch.nn.Module, weights: dict, source: str) -> None:
     """load_state_dict with a message that says what the checkpoint holds."""
-    weights = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in weights.items()}
-    expected = model.state_dict()
+    weights = _check_weights(model.state_dict(), weights, source)
+    model.load_state_dict(weights)
+
+
+def _check_weights(expected: dict, weights: dict, source: str) -> dict:
+    """`weights` without DDP/compile prefixes; CheckpointError unless they match `expected`."""
+    weights = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in weights.items()
+               if isinstance(k, str)}
+    bad = sorted(k for k, v in weights.items() if not isinstance(v, torch.Tensor))
+    if bad:
+        raise CheckpointError(f"{source}: weight entries that are not tensors (e.g. {bad[:3]})")
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     wrong = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
@@ -79,4 +124,4 @@ def load_weights(model: torch.nn.Module, weights: dict, source: str) -> None:
             details.append(f"{len(wrong)} with other shapes (e.g. {k}: checkpoint "
                            f"{tuple(weights[k].shape)} vs model {tuple(expected[k].shape)})")
         raise CheckpointError(f"{source} does not fit this model: " + "; ".join(details))
-    model.load_state_dict(weights)
+    return weights

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from utils.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -41,3 +43,38 @@ def write_text(path: str | Path, text: str) -> None:
     """`path.write_text(text)`, atomically (reports, JSON)."""
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def is_temp_name(name: str) -> bool:
+    """A temp file name of `atomic_write` (`.<name>.<random>.tmp`)."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete `atomic_write` temp files a killed writer left under `folder` (recursively).
+
+    Call it only while holding the folder's run lock: a live writer's temp file looks the same.
+    """
+    removed = []
+    for path in sorted(Path(folder).rglob(".*.tmp")):
+        if path.is_file() and is_temp_name(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+class OutputInsideInput(UserError, ValueError):
+    """An output folder that is (or is inside, or contains) an input folder."""
+
+
+def check_outside(out: str | Path, input_folder: str | Path, what: str = "--out",
+                  both_ways: bool = False) -> None:
+    """Refuse writing under `out` when it is `input_folder` or inside it (and, with
+    `both_ways`, when the input lies inside `out`, where outputs could overwrite it)."""
+    out, folder = Path(out).resolve(), Path(input_folder).resolve()
+    if out == folder or folder in out.parents:
+        raise OutputInsideInput(f"{what} {out} is inside the input folder {folder}: outputs must not "
+                                f"be mixed with the inputs; choose another output folder")
+    if both_ways and out in folder.parents:
+        raise OutputInsideInput(f"the input folder {folder} is inside the output folder {out} ({what}); "
+                                f"outputs could overwrite inputs: choose another output folder")
