@@ -6,7 +6,7 @@ A run is fully described by one `Config`. Scripts build it with
 JSON next to every run's outputs (`Config.save`).
 
 Values marked "from released code" come from the authors' implementation because
-the paper text does not state them (SPEC.md section 10, B18).
+the paper text does not state them (docs/method.md#values-from-the-released-code).
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class ModelConfig:
     attention_chunk: int = 256
     # Recompute dense groups in backward instead of storing them (less memory, ~30% slower).
     checkpoint_activations: bool = False
-    # Restore bugs B1-B5 of the authors' code (SPEC.md section 10), for comparison only.
+    # Restore the released code's wiring bugs (N31 in N13's place, one decoder fusion, shared
+    # mining modules, top Up2Down query A2; docs/method.md#released-code-bugs), for comparison only.
     legacy_code_quirks: bool = False
 
 
@@ -91,7 +92,7 @@ class TrainConfig:
 
 @dataclass
 class OnlineConfig:
-    """Online-update fine-tuning on real rainy images (SPEC.md section 7, B9/B10)."""
+    """Online-update fine-tuning on real rainy images (docs/method.md#online-update)."""
 
     init: Optional[str] = None  # synthetic checkpoint to start from
     data: Optional[str] = None  # folder of real rainy images; None: embedded "shifted" set

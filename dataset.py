@@ -297,36 +297,30 @@ def _list_file(root: Path) -> Optional[Path]:
     return lists[0] if len(lists) == 1 else None
 
 
-def _entries_folders(root: Path) -> list[PairEntry]:
-    dirs = _folders_pair(root)
+def _entries_in_dirs(root: Path, layout: str, dirs: Optional[tuple[Path, Path]], needs: str,
+                     strategies: Sequence[Strategy]) -> list[PairEntry]:
+    """Pairs matched between a (rainy, clean) subfolder pair; `needs` says what was expected."""
     if dirs is None:
-        raise DatasetError(f"{root}: layout 'folders' needs a subfolder pair among "
-                           f"{', '.join(r + '/' + c for r, c in FOLDER_NAME_PAIRS)}; "
+        raise DatasetError(f"{root}: layout '{layout}' needs {needs}; "
                            f"found subfolders: {few(sorted(_subdirs(root))) or 'none'}")
     rainy_dir, clean_dir = dirs
-    return _match(list_images(rainy_dir), list_images(clean_dir),
-                  (_EXACT, _TOKENS, _DDN), rainy_dir, clean_dir)
+    return _match(list_images(rainy_dir), list_images(clean_dir), strategies, rainy_dir, clean_dir)
+
+
+def _entries_folders(root: Path) -> list[PairEntry]:
+    needs = "a subfolder pair among " + ", ".join(r + "/" + c for r, c in FOLDER_NAME_PAIRS)
+    return _entries_in_dirs(root, "folders", _folders_pair(root), needs, (_EXACT, _TOKENS, _DDN))
 
 
 def _entries_rain200(root: Path) -> list[PairEntry]:
-    dirs = _rain200_dirs(root)
-    if dirs is None:
-        raise DatasetError(f"{root}: layout 'rain200' needs rain/X2/ (one X<n> subfolder) and "
-                           f"norain/; found subfolders: {few(sorted(_subdirs(root))) or 'none'}")
-    rainy_dir, clean_dir = dirs
-    return _match(list_images(rainy_dir), list_images(clean_dir),
-                  (_TOKENS, _EXACT), rainy_dir, clean_dir)
+    return _entries_in_dirs(root, "rain200", _rain200_dirs(root),
+                            "rain/X2/ (one X<n> subfolder) and norain/", (_TOKENS, _EXACT))
 
 
 def _entries_ddn(root: Path) -> list[PairEntry]:
-    dirs = _ddn_dirs(root)
-    if dirs is None:
-        raise DatasetError(f"{root}: layout 'ddn' needs subfolders rainy_image/ and ground_truth/ "
-                           f"(or {', '.join(DDN_RAINY_DIRS[1:] + DDN_CLEAN_DIRS[1:])}); "
-                           f"found subfolders: {few(sorted(_subdirs(root))) or 'none'}")
-    rainy_dir, clean_dir = dirs
-    return _match(list_images(rainy_dir), list_images(clean_dir),
-                  (_DDN, _EXACT), rainy_dir, clean_dir)
+    needs = ("subfolders rainy_image/ and ground_truth/ "
+             f"(or {', '.join(DDN_RAINY_DIRS[1:] + DDN_CLEAN_DIRS[1:])})")
+    return _entries_in_dirs(root, "ddn", _ddn_dirs(root), needs, (_DDN, _EXACT))
 
 
 def _entries_rain_norain(root: Path) -> list[PairEntry]:

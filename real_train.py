@@ -1,4 +1,4 @@
-"""Online-update fine-tuning on real rainy images (SPEC.md section 7, fig. online_update.png).
+"""Online-update fine-tuning on real rainy images (docs/method.md#online-update).
 
     python real_train.py                                  # demo: embedded "shifted" rain, PSNR before/after
     python real_train.py --data DIR [--init CKPT]          # a folder of real rainy photos (read-only)
@@ -180,7 +180,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         load_weights(trainer.model, published_weights(init), str(init_path))
         if trainer.ema is not None:
             trainer.ema.load_state_dict(trainer.model.state_dict())
-        try:  # B10: Adam continues from the synthetic state
+        try:  # Adam continues from the synthetic state, as in the released code
             trainer.optimizer.load_state_dict(init["optimizer"])
             run.log(f"Adam state continued from {init_path}")
         except (KeyError, ValueError, TypeError):
@@ -256,8 +256,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         trainer.save(trainer.state_dict(), run.path / "latest.pth")
         report(cfg, run)
         return 0
-    except TrainingAborted as exc:
-        run.log(str(exc))
+    except TrainingAborted:  # the trainer has logged why
         return 1
     finally:
         bar.close()

@@ -1,4 +1,4 @@
-"""Supervised training on rainy/clean pairs (SPEC.md section 6).
+"""Supervised training on rainy/clean pairs (docs/method.md#losses).
 
     python train.py                                    # demo preset, embedded synthetic set (CPU minutes)
     python train.py --preset paper --data PATH          # the paper recipe on a data set folder
@@ -173,8 +173,7 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 else:
                     trainer.epoch += 1
                     trainer.batch_in_epoch = 0
-    except TrainingAborted as exc:
-        run.log(str(exc))
+    except TrainingAborted:  # the trainer has logged why
         return 1
     finally:
         bar.close()

@@ -12,17 +12,18 @@ import torch
 
 import real_train
 from config import build_config
-from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
+from dataset import open_rainy
+from networks import build_model
+from utils.engine.rng import seed_everything
 from utils.engine.trainer import Trainer
+from utils.inference import derain
+from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
 from utils.io.images import write_image
 from utils.online import OnlineCrops
-from utils.engine.rng import seed_everything
 
 
 def make_init(path: Path) -> Path:
     """A tiny 'synthetic' checkpoint with an Adam state, as train.py would write it."""
-    from networks import build_model
-
     cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
     seed_everything(0)
     model = build_model(cfg.model)
@@ -138,9 +139,6 @@ def test_embedded_default_resumes_bit_identically_and_reports(tmp_path, monkeypa
 
 
 def test_ensemble_labels_refresh_with_the_x8_self_ensemble(tmp_path, real_folder):
-    from dataset import open_rainy
-    from utils.inference import derain
-
     init = make_init(tmp_path / "init.pth")
     argv = online_args(tmp_path, init, "online.rounds=1", "online.ensemble_labels=true")
     assert real_train.main(argv + ["--data", str(real_folder)]) == 0

@@ -9,15 +9,14 @@ import pytest
 import torch
 
 import show
+from config import demo
+from networks import build_model
+from utils.io.checkpoints import save_checkpoint
 from utils.io.images import read_image, write_image
 
 
 def make_checkpoint(path: Path, channels: int = 4, weights_channels: int | None = None) -> Path:
     """A tiny checkpoint; `weights_channels` != channels fakes a checkpoint of another width."""
-    from config import demo
-    from networks import build_model
-    from utils.io.checkpoints import save_checkpoint
-
     cfg = demo()
     cfg.model.channels, cfg.model.encoder_blocks = channels, (1, 1, 1)
     weights_cfg = demo().model

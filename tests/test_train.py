@@ -2,23 +2,29 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+import losses
 import train
 from config import Config, build_config
-from utils.io.checkpoints import load_checkpoint, load_model
+from dataset import synthetic_pairs
+from losses import HCNLoss
+from networks import build_model
 from utils.engine.distributed import DistInfo
-from utils.engine.trainer import Trainer, TrainingAborted
 from utils.engine.rng import capture_rng, restore_rng, seed_everything
 from utils.engine.run_dir import RunDir
 from utils.engine.sampler import ResumableSampler
+from utils.engine.trainer import Trainer, TrainingAborted
+from utils.io.checkpoints import load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,10 +50,6 @@ def tiny_config() -> Config:
 
 
 def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
-    import random
-
-    import numpy as np
-
     seed_everything(3)
     state = capture_rng()
     torch.save(state, tmp_path / "rng.pth")
@@ -70,8 +72,6 @@ def test_resumable_sampler_continues_mid_epoch():
 
 
 def _tiny_trainer(tmp_path, **train_overrides):
-    from networks import build_model
-
     cfg = tiny_config()
     for key, value in train_overrides.items():
         setattr(cfg.train, key, value)
@@ -82,9 +82,6 @@ def _tiny_trainer(tmp_path, **train_overrides):
 
 
 def test_a_few_steps_reduce_the_loss(tmp_path):
-    from dataset import synthetic_pairs
-    from losses import HCNLoss
-
     cfg, trainer = _tiny_trainer(tmp_path)
     pairs = synthetic_pairs("train", preset="light", size=32, count=2, seed=1)
     rainy = torch.stack([pairs[i]["rainy"] for i in range(2)])
@@ -157,8 +154,6 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
 
 
 def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
-    import losses
-
     original = losses.HCNLoss.forward
     calls = {"n": 0}
 

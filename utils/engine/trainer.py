@@ -139,11 +139,12 @@ class Trainer:
             self.run.log(f"step {self.step}: non-finite {reason} (loss {loss_value}), update skipped "
                          f"({self.bad_steps} in a row, limit {tc.max_bad_steps})")
             if self.bad_steps >= tc.max_bad_steps:
-                raise TrainingAborted(
-                    f"training aborted at step {self.step}: {self.bad_steps} non-finite losses or "
-                    f"gradients in a row (train.max_bad_steps={tc.max_bad_steps}). Try a lower "
-                    f"train.lr, gradient clipping (--set train.grad_clip=1.0), or check the data "
-                    f"for corrupt images. The last periodic checkpoint is still valid.")
+                message = (f"training aborted at step {self.step}: {self.bad_steps} non-finite losses "
+                           f"or gradients in a row (train.max_bad_steps={tc.max_bad_steps}). Try a "
+                           f"lower train.lr, gradient clipping (--set train.grad_clip=1.0), or check "
+                           f"the data for corrupt images. The last periodic checkpoint is still valid.")
+                self.run.log(message)
+                raise TrainingAborted(message)
         else:
             self.bad_steps = 0
         return StepResult(loss=loss_value, terms={k: float(v) for k, v in terms.items()},
