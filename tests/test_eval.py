@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,7 @@ def test_results_errors_are_one_line_exit_2(paired, tmp_path, capsys, monkeypatc
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("eval.py: error: ") and "Traceback" not in err
-        assert __import__("re").search(message, err), err
+        assert re.search(message, err), err
     # Two data sets: a result folder needs one subfolder per set.
     with pytest.raises(SystemExit, match="no subfolder"):
         results_run(["--data", f"a={paired}", "--data", f"b={paired}", "--results",
