@@ -12,6 +12,7 @@ continued run sees the same batches and produces bit-identical weights on CPU.
 from __future__ import annotations
 
 import math
+from collections import Counter
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -73,6 +74,7 @@ class Trainer:
         self.net = net  # what the forward pass goes through
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         # Stepped once per iteration (after the optimizer), so milestones are iterations.
+        self._milestones = list(milestones)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(milestones), gamma=tc.gamma)
         self.step = 0
@@ -193,6 +195,9 @@ class Trainer:
                 self.ema.load_state_dict(self.model.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule follows the config, so `--resume --set train.iterations=N` moves the
+        # lr milestones with the new length (unchanged config: the same milestones).
+        self.scheduler.milestones = Counter(self._milestones)
         if state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
