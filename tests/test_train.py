@@ -209,3 +209,21 @@ def test_two_process_gloo_ddp(tmp_path):
     done = subprocess.run(cmd2, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert load_checkpoint(tmp_path / "tiny" / "latest.pth")["step"] == 4
+
+
+def test_resume_with_a_new_length_moves_the_lr_milestones(tmp_path):
+    """`--resume --set train.iterations=N`: the schedule follows the config, not the file."""
+    cfg = tiny_config()
+    seed_everything(0)
+    long_run = Trainer(cfg, build_model(cfg.model), torch.device("cpu"), DistInfo(),
+                       RunDir(tmp_path / "a", echo=False), lr=1e-3, milestones=[10, 20])
+    state = long_run.state_dict()
+    short_run = Trainer(cfg, build_model(cfg.model), torch.device("cpu"), DistInfo(),
+                        RunDir(tmp_path / "b", echo=False), lr=1e-3, milestones=[2, 4])
+    short_run.load_state_dict(state, "long run")
+    lrs = []
+    for _ in range(5):
+        lrs.append(short_run.train_step(lambda net: (sum(p.sum() for p in net.parameters()) * 0.0, {})).lr)
+    lrs.append(short_run.lr)
+    gamma = cfg.train.gamma
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3 * gamma, 1e-3 * gamma, 1e-3 * gamma ** 2, 1e-3 * gamma ** 2])
