@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +26,10 @@ from tqdm import tqdm
 
 import dataset
 from dataset import DatasetError
-from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
-                       resolve_checkpoint, resolve_tile, sync)
+from utils import logs
+from utils.cli import (UsageError, add_inference_args, open_model, pick_device, resolve_checkpoint,
+                       resolve_tile, run_main, sync, trained_on)
 from utils.inference import derain
-from utils.io.checkpoints import CheckpointError
 from utils.io.files import write_text
 from utils.io.images import ImageReadError, is_image_file, write_image
 from utils.io.tables import markdown_table, write_csv
@@ -76,7 +77,7 @@ def parse_data_arg(text: str) -> tuple[str, str]:
     if "=" in text and not Path(text).exists():
         name, path = text.split("=", 1)
         if not name or not path:
-            raise ValueError(f"--data {text!r}: expected NAME=PATH or PATH")
+            raise UsageError(f"--data {text!r}: expected NAME=PATH or PATH")
         return name, path
     return Path(text.rstrip("/\\")).name or text, text
 
@@ -99,7 +100,7 @@ def open_datasets(args, cfg) -> list[tuple[str, str, object]]:
     for preset in presets:
         preset = preset.strip()
         if preset not in SYNTHETIC_PRESETS:
-            raise ValueError(f"--synthetic: unknown preset {preset!r}; choose from {SYNTHETIC_PRESETS}")
+            raise UsageError(f"--synthetic: unknown preset {preset!r}; choose from {SYNTHETIC_PRESETS}")
         # Size, count and generation seed of the checkpoint's config: the set it was built for.
         pairs = dataset.synthetic_from_config(cfg.data, "test", preset=preset, count=args.synthetic_count)
         sets.append((f"synthetic-{preset}", f"embedded synthetic test split, preset {preset}, "
@@ -119,7 +120,8 @@ def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
     loader = torch.utils.data.DataLoader(pairs, batch_size=None, shuffle=False,
                                          num_workers=args.workers if len(pairs) > 1 else 0)
     rows = []
-    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True)
+    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True,
+               disable=not logs.bars_enabled())
     for item in bar:
         rainy = item["rainy"].unsqueeze(0)
         tile = resolve_tile(args.tile, *rainy.shape[-2:])
@@ -172,7 +174,8 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict] | None, 
     size = info["complexity"]
     text = (f"# Evaluation of `{info['checkpoint']}`\n\n"
             + markdown_table(summary, columns, headers, digits)
-            + f"\nModel: {size['params']:,} parameters ({size['params'] / 1e6:.3f} M), "
+            + f"\nTrained on: {info['trained_on']}.\n"
+            + f"Model: {size['params']:,} parameters ({size['params'] / 1e6:.3f} M), "
               f"{size['gmacs']:.2f} GMACs at {size['size']} (inference path, torch.utils.flop_counter, "
               f"MACs = FLOPs/2).\n"
             + f"Settings: device {info['device']}, full-size images, batch 1, "
@@ -219,27 +222,21 @@ def run(args) -> dict:
     args.protocol_list = [p.strip() for p in args.protocols.split(",") if p.strip()]
     unknown = [p for p in args.protocol_list if p not in PROTOCOLS]
     if unknown or not args.protocol_list:
-        raise SystemExit(f"eval.py: error: unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)}")
-    try:
-        tile = resolve_tile(args.tile, 0, 0)  # a fixed size, or None for 0/none/auto
-    except ValueError as exc:
-        raise SystemExit(f"eval.py: error: {exc}") from None
+        raise UsageError(f"--protocols: unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)}")
+    tile = resolve_tile(args.tile, 0, 0)  # a fixed size, or None for 0/none/auto
     if (tile and not 0 <= args.overlap < tile) or args.overlap < 0 or args.tile_batch < 1:
-        raise SystemExit("eval.py: error: need 0 <= --overlap < --tile and --tile-batch >= 1")
+        raise UsageError("need 0 <= --overlap < --tile and --tile-batch >= 1")
 
     device = pick_device(args.device)
     checkpoint = resolve_checkpoint(args.checkpoint)
-    try:
-        model, cfg = open_model(checkpoint, device, use_ema=not args.no_ema)
-        sets = open_datasets(args, cfg)
-    except (MissingCheckpoint, CheckpointError, DatasetError, ValueError) as exc:
-        raise SystemExit(f"eval.py: error: {exc}") from None
+    model, cfg = open_model(checkpoint, device, use_ema=not args.no_ema)  # UserErrors: exit 2
+    sets = open_datasets(args, cfg)
 
     out = Path(args.out) if args.out else default_out_dir(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     model_label = f"HCN ({checkpoint.parent.name + '/' if checkpoint.parent.name else ''}{checkpoint.name})"
     info = {
-        "checkpoint": str(checkpoint), "device": str(device),
+        "checkpoint": str(checkpoint), "trained_on": trained_on(cfg), "device": str(device),
         "tile": "auto (512 above 1 megapixel)" if args.tile == "auto" else tile, "overlap": args.overlap,
         "tile_batch": args.tile_batch, "ensemble": args.ensemble, "crop_border": args.crop_border,
         "protocols": args.protocol_list,
@@ -265,7 +262,7 @@ def run(args) -> dict:
             rows = evaluate_set(model, name, pairs, args, device,
                                 out / "images" if args.save_images else None)
         except (DatasetError, ImageReadError) as exc:
-            raise SystemExit(f"eval.py: error: data set {name}: {_last_line(exc)}") from None
+            raise DatasetError(f"data set {name}: {_last_line(exc)}") from None
         summary += summarise(name, rows, metric_keys, model_label, not args.no_input_row)
         per_image += rows
     text = write_reports(out, summary, per_image if args.per_image else None, info)
@@ -275,9 +272,12 @@ def run(args) -> dict:
     return {**info, "rows": summary, "out": str(out)}
 
 
-def main(argv=None) -> None:
-    run(parse_args(argv))
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logs.setup(args)
+    run(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -12,6 +12,7 @@ import torch
 import eval as evaluate_script
 from config import demo
 from networks import build_model
+from utils.errors import UserError
 from utils.io.checkpoints import save_checkpoint
 from utils.io.images import read_image, write_image
 from utils.metrics.protocols import image_metrics
@@ -101,10 +102,10 @@ def test_eval_default_is_embedded_synthetic_sets(tmp_path, checkpoint):
 
 
 def test_eval_errors(tmp_path, checkpoint, monkeypatch):
-    with pytest.raises(SystemExit, match="python train.py"):
+    with pytest.raises(UserError, match="python train.py"):
         monkeypatch.chdir(tmp_path)
         evaluate_script.run(evaluate_script.parse_args([]))
-    with pytest.raises(SystemExit, match="no such"):
+    with pytest.raises(UserError, match="no such"):
         run(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], checkpoint)
-    with pytest.raises(SystemExit, match="unknown protocol"):
+    with pytest.raises(UserError, match="unknown protocol"):
         run(["--protocols", "rgb,psnr-hvs"], checkpoint)
