@@ -184,7 +184,7 @@ def standard() -> Config:
                         synthetic_size=256, synthetic_val_count=16, synthetic_test_count=24,
                         patch_size=96, num_workers=0),
         train=TrainConfig(
-            name="standard", iterations=1500, batch_size=4, lr=1e-3, milestones=(0.7, 0.9),
+            name="standard", iterations=1200, batch_size=4, lr=1e-3, milestones=(0.7, 0.9),
             gamma=0.25, grad_clip=1.0, ema_decay=0.995, val_every=250, ckpt_every=50,
             log_every=10, image_every=250,
         ),

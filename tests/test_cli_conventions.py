@@ -177,4 +177,4 @@ def test_eval_table_says_what_the_model_was_trained_on(workdir, tmp_path):
                                        "--out", str(tmp_path / "ev")])
     evaluate_script.run(args)
     text = (tmp_path / "ev" / "results.md").read_text()
-    assert "Trained on: embedded synthetic `light` rain" in text
+    assert "trained on embedded synthetic `light` rain" in text

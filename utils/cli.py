@@ -169,11 +169,20 @@ def _describe_model_config(path: Path) -> str:
     return f" (its config says model {held})" if held else ""
 
 
-def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None) -> None:
-    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble, --quiet/--verbose."""
-    parser.add_argument("--checkpoint", default=None,
-                        help=f"checkpoint written by train.py/real_train.py, or weights/standard.pth "
-                             f"(default: {DEMO_CHECKPOINT} if it exists, else the shipped weights/standard.pth)")
+def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None,
+                       several_checkpoints: bool = False) -> None:
+    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble, --quiet/--verbose.
+    `several_checkpoints`: --checkpoint [NAME=]PATH is repeatable (a list, default [])."""
+    default = (f"default: {DEMO_CHECKPOINT} if it exists, else the shipped weights/standard.pth")
+    if several_checkpoints:
+        parser.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
+                            help="checkpoint written by train.py/real_train.py, or "
+                                 "weights/standard.pth; repeatable, one table row each; NAME= is "
+                                 f"optional (default: the file's folder) ({default})")
+    else:
+        parser.add_argument("--checkpoint", default=None,
+                            help="checkpoint written by train.py/real_train.py, or "
+                                 f"weights/standard.pth ({default})")
     parser.add_argument("--no-ema", action="store_true",
                         help="use the raw weights even when the checkpoint holds EMA weights")
     add_device_arg(parser)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 import warnings
 from typing import Callable
 
@@ -96,6 +97,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
                                           fused=True if self.deferred else None)
         # Stepped once per iteration (after the optimizer), so milestones are iterations.
+        self._milestones = list(milestones)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(milestones), gamma=tc.gamma)
         self.step = 0
@@ -278,6 +280,9 @@ class Trainer:
                 self.ema.load_state_dict(self.model.state_dict())
         self.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule follows the config, so `--resume --set train.iterations=N` moves the
+        # lr milestones with the new length (unchanged config: the same milestones).
+        self.scheduler.milestones = Counter(self._milestones)
         if state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
