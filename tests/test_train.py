@@ -71,14 +71,14 @@ def test_resumable_sampler_continues_mid_epoch():
     assert list(part) == order[6:] and len(part) == 3
 
 
-def _tiny_trainer(tmp_path, **train_overrides):
+def _tiny_trainer(tmp_path, deferred=None, **train_overrides):
     cfg = tiny_config()
     for key, value in train_overrides.items():
         setattr(cfg.train, key, value)
     seed_everything(0)
     model = build_model(cfg.model)
     run = RunDir(tmp_path / "run", echo=False)
-    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3)
+    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3, deferred=deferred)
 
 
 def test_a_few_steps_reduce_the_loss(tmp_path):
@@ -92,8 +92,11 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
     assert losses[-1] < losses[0] - 0.02, losses
 
 
-def test_non_finite_loss_is_skipped_then_aborts(tmp_path):
-    cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3)
+@pytest.mark.parametrize("deferred", [False, True])
+def test_non_finite_loss_is_skipped_then_aborts(tmp_path, deferred):
+    # deferred: the CUDA path (fused Adam's found_inf, masked EMA, no host wait), here on CPU.
+    cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3, log_every=1, ema_decay=0.9,
+                                 deferred=deferred)
     x = torch.rand(1, 3, 32, 32)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
@@ -103,6 +106,8 @@ def test_non_finite_loss_is_skipped_then_aborts(tmp_path):
     result = trainer.train_step(nan_loss)
     assert result.skipped and trainer.bad_steps == 1
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in trainer.ema.module.state_dict().items())
+    assert all(torch.isfinite(s["exp_avg"]).all() for s in trainer.optimizer.state.values())
     ok = trainer.train_step(lambda net: (((net(x).bottom - x) ** 2).mean(), {}))
     assert not ok.skipped and trainer.bad_steps == 0  # a good step resets the count
     trainer.train_step(nan_loss)
