@@ -35,8 +35,10 @@ from tqdm import tqdm
 import dataset
 from config import demo
 from dataset import DatasetError
+from utils import logs
 from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
-                       resolve_checkpoint, resolve_tile, sync)
+                       resolve_checkpoint, resolve_tile, run_main, sync, trained_on)
+from utils.errors import UserError
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
 from utils.io.files import write_text
@@ -59,12 +61,11 @@ SYNTHETIC_PRESETS = tuple(["light", "heavy", "shifted", "mixed"]
 INPUT_ROW = "rainy input"
 
 
-class EvalError(SystemExit):
-    """A user error: `main` prints 'eval.py: error: <message>' (one line) and exits with 2."""
+class EvalError(UserError, ValueError):
+    """A user error: the scripts' wrapper prints 'error: <message>' (one line) and exits with 2."""
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.code = 2
+
+log = logs.get("eval")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -233,7 +234,8 @@ def evaluate_set(name: str, pairs, methods: list[Method], args, device, image_di
     loader = torch.utils.data.DataLoader(pairs, batch_size=None, shuffle=False,
                                          num_workers=args.workers if len(pairs) > 1 else 0)
     protocols, rows, first = args.protocol_list, [], f"{args.protocol_list[0]}/psnr"
-    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True)
+    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True,
+               disable=not logs.bars_enabled())
     for index, item in enumerate(bar):
         try:
             clean = to_image(item["clean"])
@@ -358,7 +360,8 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
             lines.append(f"- `{m.name}`: checkpoint `{m.source}`, {m.size['params']:,} parameters, "
                          f"{m.size['gmacs']:.2f} GMACs at {m.size['size']} (inference path, "
                          "torch.utils.flop_counter, MACs = FLOPs/2)"
-                         + (f", scored as saved to {info['bits']}-bit PNG" if info["bits"] else "") + "\n")
+                         + (f", scored as saved to {info['bits']}-bit PNG" if info["bits"] else "")
+                         + f"; trained on {info['trained_on'][m.name]}\n")
         else:
             lines.append(f"- `{m.name}`: result folder `{m.source}` (files as read; align {info['align']})\n")
     text = ("# Evaluation\n\n" + markdown_table(md_rows, columns, headers, digits)
@@ -451,9 +454,9 @@ def run(args) -> dict:
               (m.cfg.data.synthetic_size, m.cfg.data.synthetic_seed) !=
               (data_cfg.synthetic_size, data_cfg.synthetic_seed)]
     if others:
-        print(f"eval.py: note: the synthetic sets use {checkpoints[0].name}'s data settings "
-              f"({data_cfg.synthetic_size} px, seed {data_cfg.synthetic_seed}); "
-              f"{', '.join(others)} were trained with others", file=sys.stderr)
+        log.warning(f"the synthetic sets use {checkpoints[0].name}'s data settings "
+                    f"({data_cfg.synthetic_size} px, seed {data_cfg.synthetic_seed}); "
+                    f"{', '.join(others)} were trained with others")
 
     out = Path(args.out) if args.out else default_out_dir(methods)
     out.mkdir(parents=True, exist_ok=True)
@@ -468,6 +471,7 @@ def run(args) -> dict:
         "protocols": args.protocol_list,
         "protocol_notes": {p: PROTOCOL_NOTES.get(p, "") for p in args.protocol_list},
         "complexity": {m.name: m.size for m in checkpoints},
+        "trained_on": {m.name: trained_on(m.cfg) for m in checkpoints},
         "datasets": [{"name": n, "source": s, "images": len(d)} for n, s, d in sets],
     }
     settings = {**info, "args": {k: v for k, v in vars(args).items() if k != "protocol_list"},
@@ -503,13 +507,12 @@ def run(args) -> dict:
     return {**info, "rows": summary, "comparisons": comparisons, "out": str(out)}
 
 
-def main(argv=None) -> None:
-    try:
-        run(parse_args(argv))
-    except EvalError as exc:
-        print(f"eval.py: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logs.setup(args)
+    run(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

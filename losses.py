@@ -50,10 +50,14 @@ class HCNLoss(nn.Module):
             raise ValueError(f"HCNLoss weights must be finite, got {weights}")
         self.weights = weights
 
-    def forward(self, out: Any, clean: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, out: Any, clean: torch.Tensor, l1_weight: float = 0.0
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """out: an HCNOutput (attributes bottom, middle, top, half, quarter); clean: [B, 3, H, W].
 
-        Returns (total loss, {"ssim_<branch>": detached SSIM value} for every branch present).
+        `l1_weight` > 0 adds l1_weight * mean |bottom - clean| (cfg.loss.l1_weight; not in the
+        paper): SSIM barely penalises a uniform brightness offset, L1 does.
+        Returns (total loss, {"ssim_<branch>": detached SSIM value} for every branch present,
+        plus "l1_bottom" when the L1 term is on).
         """
         preds = {name: getattr(out, name) for name in BRANCHES}
         targets = {"bottom": clean, "middle": clean, "top": clean}
@@ -77,6 +81,10 @@ class HCNLoss(nn.Module):
             total = term if total is None else total + term
         if total is None:
             raise ValueError("HCNLoss: every output branch is None, nothing to train on")
+        if l1_weight > 0:
+            l1 = (preds["bottom"] - clean).abs().mean()
+            terms["l1_bottom"] = l1.detach()
+            total = total + l1_weight * l1
         return total, terms
 
 

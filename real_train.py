@@ -14,12 +14,15 @@ The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when roun
 
 Outputs in runs/<online.name>/: pseudo_labels/ (float32 .npy, current round only),
 rounds/round_<k>/*.png (8-bit previews of B^k), rounds.jsonl (per-round statistics),
-real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k).
+real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k), final.json
+(the before/after scores on the embedded set). Nothing is written before the config, the
+synthetic checkpoint and the images are checked. Exit codes: utils/cli.py.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -29,11 +32,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args
+from config import Config, add_config_args, preset_of
 from dataset import open_rainy, synthetic_from_config
 from losses import online_update_loss
 from networks import build_model
-from utils.cli import DEMO_CHECKPOINT, add_run_args, pick_device, resolve_checkpoint
+from utils import logs
+from utils.cli import DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, pick_device, resolve_checkpoint, run_main
+from utils.errors import UserError
 from utils.io import shipped
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
@@ -43,14 +48,14 @@ from utils.engine.run_dir import RunDir, format_metrics, progress
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
-from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_weights,
-                                  published_weights)
-from utils.errors import UserError, one_line
+from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
 from utils.io.files import check_outside
 from utils.io.images import set_max_pixels, to_image, write_image
 from utils.metrics.protocols import image_metrics
 from utils.metrics.scoring import mean_metrics
 from utils.online import OnlineCrops, PseudoLabels
+
+log = logs.get("real_train")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,7 +73,16 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
     overrides = list(args.overrides)
     overrides += [f"online.init={args.init}"] if args.init else []
     overrides += [f"online.data={args.data}"] if args.data else []
-    return resolve_run_config(args.preset, overrides, args.resume, "online.name")
+    cfg, state, path = resolve_run_config(preset_of(args), overrides, args.resume,
+                                          "online.name", args.config)
+    if state is not None:
+        epochs = cfg.online.rounds * cfg.online.epochs_per_round
+        labels = PseudoLabels(Path(cfg.train.out_dir) / cfg.online.name / "pseudo_labels")
+        if int(state.get("epoch", 0)) >= epochs and labels.complete(cfg.online.rounds):
+            raise UserError(f"{path}: this online update is finished ({cfg.online.rounds} rounds); "
+                            f"to run more rounds: python real_train.py --resume {args.resume} "
+                            f"--set online.rounds=N with N > {cfg.online.rounds}")
+    return cfg, state, path
 
 
 def load_images(cfg: Config):
@@ -159,8 +173,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         if not init_path.is_file():
             hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
                     if oc.init is None else "pass --init with a checkpoint written by train.py")
-            print(f"error: synthetic checkpoint {init_path} not found: {hint}.", file=sys.stderr)
-            return 2
+            raise MissingCheckpoint(f"synthetic checkpoint {init_path} not found: {hint}.")
         init = load_checkpoint(init_path)
         try:
             cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
@@ -170,9 +183,9 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
     names, rainy, clean = load_images(cfg)
     keys = [label_key(n) for n in names]
     if len(set(keys)) != len(keys):
-        raise SystemExit("error: two input images map to the same name; rename one of them")
+        raise UserError("two input images map to the same name; rename one of them")
     if len(rainy) < oc.batch_size:
-        raise SystemExit(f"error: {len(rainy)} images but online.batch_size={oc.batch_size}")
+        raise UserError(f"{len(rainy)} images but online.batch_size={oc.batch_size}")
 
     run_path = Path(cfg.train.out_dir) / oc.name
     if oc.data is not None:  # the input is only read: never write into (or around) it
@@ -208,7 +221,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         if trainer.ema is not None:
             trainer.ema.load_state_dict(trainer.model.state_dict())
         try:  # Adam continues from the synthetic state, as in the released code
-            trainer.optimizer.load_state_dict(init["optimizer"])
+            trainer.load_optimizer_state(init["optimizer"])
             run.log(f"Adam state continued from {init_path}")
         except (KeyError, ValueError, TypeError):
             run.log(f"{init_path} has no usable optimizer state: Adam starts fresh")
@@ -217,6 +230,8 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
             (run.path / "rounds.jsonl").unlink(missing_ok=True)
         run.log(f"init {init_path}; {len(rainy)} images from "
                 f"{oc.data or 'the embedded shifted-rain set (ground truth hidden)'}")
+    run.log(f"loss = L1 to the previous pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term "
+            "(docs/method.md#online-update)")
     epochs = oc.rounds * oc.epochs_per_round
     steps_per_epoch = len(rainy) // oc.batch_size
     memory_format = torch.channels_last if device.type == "cuda" and cfg.train.channels_last else torch.contiguous_format
@@ -262,8 +277,9 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
 
                     result = trainer.train_step(compute)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.1e}", round=r + 1, refresh=False)
-                    if trainer.step % cfg.train.log_every == 0:
+                    if trainer.step % cfg.train.log_every == 0:  # reading the loss waits for the device
+                        bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.1e}", round=r + 1,
+                                        refresh=False)
                         run.scalars({"online/loss": result.loss, "online/lr": result.lr,
                                      **{f"online/{k}": v for k, v in result.terms.items()}}, trainer.step)
                         run.log(f"round {r + 1} step {trainer.step} " + format_metrics(
@@ -290,42 +306,44 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         run.close()
 
 
-def report(cfg: Config, run: RunDir) -> None:
+def report(cfg: Config, run: RunDir) -> dict:
+    """The before/after scores: printed on stdout, logged, and written to final.json."""
     stats = round_stats(run.path)
     last = max(stats) if stats else 0
-    print(f"\nonline update finished: {cfg.online.rounds} rounds; final weights {run.path / 'latest.pth'}, "
-          f"pseudo-label previews in {run.path / 'rounds'}")
+    final = {"rounds": cfg.online.rounds, "final_weights": str(run.path / "latest.pth"),
+             "previews": str(run.path / "rounds")}
+    lines = [f"\nonline update finished: {cfg.online.rounds} rounds; final weights {run.path / 'latest.pth'}, "
+             f"pseudo-label previews in {run.path / 'rounds'}"]
     if 0 in stats and "psnr" in stats[0]:
         before, after = stats[0], stats[last]
-        print("PSNR/SSIM on the hidden ground truth of the shifted-rain set (rgb protocol):")
+        final["hidden_ground_truth"] = {
+            "set": "embedded shifted rain", "protocol": "rgb",
+            "before": {"round": 0, "psnr": before["psnr"], "ssim": before["ssim"]},
+            "after": {"round": last, "psnr": after["psnr"], "ssim": after["ssim"]},
+            "change_psnr": after["psnr"] - before["psnr"]}
+        lines.append("PSNR/SSIM on the hidden ground truth of the shifted-rain set (rgb protocol):")
         if cfg.online.ensemble_labels:
-            print("  (pseudo-labels are x8 self-ensemble outputs, B^0 included)")
-        print(f"  before online update (synthetic model, B^0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
-        print(f"  after {last} rounds (B^{last}):                 {after['psnr']:.2f} dB / {after['ssim']:.4f}")
-        print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
-        run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
-                f"({after['psnr'] - before['psnr']:+.3f} dB)")
+            lines.append("  (pseudo-labels are x8 self-ensemble outputs, B^0 included)")
+        lines += [f"  before online update (synthetic model, B^0): {before['psnr']:.2f} dB / {before['ssim']:.4f}",
+                  f"  after {last} rounds (B^{last}):                 {after['psnr']:.2f} dB / {after['ssim']:.4f}",
+                  f"  change: {after['psnr'] - before['psnr']:+.2f} dB"]
+    text = "\n".join(lines)
+    print(text, flush=True)  # the results: stdout; the log file gets them too, and final.json
+    logs.to_files(logging.INFO, "final results (also in final.json):" + text)
+    run.write_final(final)
+    return final
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    logs.setup(args)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        print("error: real_train.py runs as a single process (its data set is a handful of real "
-              "images); launch it with python, not torchrun", file=sys.stderr)
-        return 2
-
-    try:
-        try:
-            set_max_pixels(args.max_pixels)
-            cfg, state, path = resolve_config(args)
-        except ValueError as exc:  # a bad --set override
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return online_update(cfg, state, path, pick_device(args.device), overwrite=args.overwrite)
-    except UserError as exc:  # bad data or checkpoint, a locked or existing run folder, a full disk
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        raise UserError("real_train.py runs as a single process (its data set is a handful of real "
+                        "images); launch it with python, not torchrun")
+    set_max_pixels(args.max_pixels)
+    cfg, state, path = resolve_config(args)
+    return online_update(cfg, state, path, pick_device(args.device), overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

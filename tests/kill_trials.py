@@ -38,6 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 import train  # noqa: E402
+from utils.cli import run_main  # noqa: E402
 from utils.engine import trainer as trainer_module  # noqa: E402
 from utils.io.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 from utils.io.files import atomic_write  # noqa: E402
@@ -109,7 +110,7 @@ def run_child(argv: list[str], kill: str | None, log: Path) -> int:
             if kill:
                 where, step = kill.split(":")
                 _install_hooks(where, int(step))
-            code = train.main(argv)
+            code = run_main(train.main, argv)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -167,7 +168,10 @@ def trial(work: Path, reference: Path, kills: list[str]) -> dict:
     final = run_child(tiny_args(work) + ["--resume", "auto"], None, log)
     result = compare(work / "tiny", reference)
     result.update(kills=kills, killed=[c == -signal.SIGKILL for c in codes], resume_exit=final)
-    result["failed_resume"] = final != 0
+    # A kill after the last checkpoint (before the final report) leaves a finished run: the
+    # resume then refuses to train further (exit 2, "this run is finished"), as it should.
+    finished = final == 2 and "this run is finished" in log.read_text(errors="replace")
+    result["failed_resume"] = final != 0 and not finished
     return result
 
 

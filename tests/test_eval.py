@@ -16,6 +16,8 @@ import show
 from config import demo
 from dataset import synthetic_from_config
 from networks import build_model
+from utils.cli import run_main
+from utils.errors import UserError
 from utils.io.checkpoints import save_checkpoint
 from utils.io.images import read_image, write_image
 from utils.metrics.protocols import image_metrics
@@ -108,12 +110,12 @@ def test_eval_default_is_embedded_synthetic_sets(tmp_path, checkpoint):
 
 
 def test_eval_errors(tmp_path, checkpoint, monkeypatch):
-    with pytest.raises(SystemExit, match="python train.py"):
+    with pytest.raises(UserError, match="python train.py"):
         monkeypatch.chdir(tmp_path)
         evaluate_script.run(evaluate_script.parse_args([]))
-    with pytest.raises(SystemExit, match="no such"):
+    with pytest.raises(UserError, match="no such"):
         run(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], checkpoint)
-    with pytest.raises(SystemExit, match="unknown protocol"):
+    with pytest.raises(UserError, match="unknown protocol"):
         run(["--protocols", "rgb,psnr-hvs"], checkpoint)
 
 
@@ -164,7 +166,7 @@ def test_results_crop_alignment(paired, tmp_path, monkeypatch):
         outputs.append(np.clip(clean[:-3, :-2] * 0.9, 0, 1))
         write_image(method / f"{i}.png", outputs[-1])
     argv = ["--data", str(paired), "--results", f"C={method}", "--protocols", "y", "--out", str(tmp_path / "o")]
-    with pytest.raises(SystemExit, match=r"2 mis-sized .*46x37 vs 48x40.*--align crop"):
+    with pytest.raises(UserError, match=r"2 mis-sized .*46x37 vs 48x40.*--align crop"):
         results_run(argv, tmp_path, monkeypatch)
     rows = results_run([*argv, "--align", "crop"], tmp_path, monkeypatch)["rows"]
     expected = [image_metrics(read_image(method / f"{i}.png"),
@@ -181,15 +183,14 @@ def test_results_errors_are_one_line_exit_2(paired, tmp_path, capsys, monkeypatc
             ([f"M={method}"], r"1 ground-truth image\(s\) without a result: 1; 1 result file\(s\) "
                               r"without ground truth: extra_9.png"),
             ([f"M={tmp_path / 'nowhere'}"], "no such folder")]:
-        with pytest.raises(SystemExit) as exc:
-            evaluate_script.main(["--data", str(paired), "--results", *argv, "--device", "cpu",
-                                  "--out", str(tmp_path / "o")])
-        assert exc.value.code == 2
+        code = run_main(evaluate_script.main, ["--data", str(paired), "--results", *argv, "--device",
+                                               "cpu", "--out", str(tmp_path / "o")])
+        assert code == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("eval.py: error: ") and "Traceback" not in err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
         assert re.search(message, err), err
     # Two data sets: a result folder needs one subfolder per set.
-    with pytest.raises(SystemExit, match="no subfolder"):
+    with pytest.raises(UserError, match="no subfolder"):
         results_run(["--data", f"a={paired}", "--data", f"b={paired}", "--results",
                      f"M={paired / 'target'}"], tmp_path)
 

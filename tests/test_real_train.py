@@ -14,6 +14,7 @@ import real_train
 from config import build_config
 from dataset import open_rainy
 from networks import build_model
+from utils.cli import run_main
 from utils.engine.rng import seed_everything
 from utils.engine.trainer import Trainer
 from utils.inference import derain
@@ -85,7 +86,7 @@ def test_real_folder_is_never_written_and_labels_are_lossless(tmp_path, real_fol
 
 
 def test_missing_init_tells_the_command(tmp_path, capsys):
-    code = real_train.main(["--set", f"train.out_dir={tmp_path}", "--init", str(tmp_path / "nope.pth")])
+    code = run_main(real_train.main, ["--set", f"train.out_dir={tmp_path}", "--init", str(tmp_path / "nope.pth")])
     assert code == 2
     assert "nope.pth not found" in capsys.readouterr().err
 

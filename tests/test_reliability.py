@@ -28,7 +28,9 @@ from networks import build_model
 from test_real_train import make_init, online_args
 from test_show import make_checkpoint
 from test_train import tiny_args
+from utils.cli import run_main
 from utils.engine.resume import reconcile_best
+from utils.errors import UserError
 from utils.io import files
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from utils.io.images import ImageTooLarge, NonFinitePixels, read_image, write_image
@@ -140,8 +142,8 @@ def test_non_finite_tiffs_in_show_eval_real_train_and_train(tmp_path, capsys):
     write_image(photos / "ok.png", np.random.default_rng(0).random((40, 40, 3)))
     # show.py: both skipped, named, exit 1; no black image written.
     out = tmp_path / "out"
-    assert show.run(show.parse_args([str(photos), "--out", str(out), "--checkpoint", str(checkpoint),
-                                     "--device", "cpu"])) == 1
+    assert run_main(show.main, [str(photos), "--out", str(out), "--checkpoint", str(checkpoint),
+                                "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "nan.tif: 300 non-finite" in err and "inf.tif: 300 non-finite" in err
     assert sorted(p.name for p in out.glob("*.png")) == ["ok.png"]
@@ -154,7 +156,7 @@ def test_non_finite_tiffs_in_show_eval_real_train_and_train(tmp_path, capsys):
         write_image(data / "input" / f"{i}.png", rng.random((40, 40, 3)))
     (data / "input" / "1.png").unlink()
     _float_tiff(data / "input" / "1.tif", float("nan"))
-    with pytest.raises(SystemExit, match=r"1\.tif: 300 non-finite"):
+    with pytest.raises(UserError, match=r"1\.tif: 300 non-finite"):
         eval_script.run(eval_script.parse_args(["--checkpoint", str(checkpoint), "--data", str(data),
                                                 "--out", str(tmp_path / "ev"), "--workers", "0",
                                                 "--device", "cpu"]))
@@ -162,7 +164,7 @@ def test_non_finite_tiffs_in_show_eval_real_train_and_train(tmp_path, capsys):
 
     # real_train.py: no NaN pseudo-labels, exit 2 naming the file.
     init = make_init(tmp_path / "init.pth")
-    assert real_train.main(online_args(tmp_path, init) + ["--data", str(photos)]) == 2
+    assert run_main(real_train.main, online_args(tmp_path, init) + ["--data", str(photos)]) == 2
     assert "non-finite" in capsys.readouterr().err
 
     # train.py: exit 2 naming the file, no traceback.
@@ -170,7 +172,7 @@ def test_non_finite_tiffs_in_show_eval_real_train_and_train(tmp_path, capsys):
     (data / "target" / "2.png").unlink()
     (data / "input" / "1.tif").unlink()
     write_image(data / "input" / "1.png", np.random.default_rng(1).random((40, 40, 3)))
-    assert train.main(tiny_args(tmp_path / "runs", 4, f"data.root={data}", "data.val_fraction=0.3")) == 2
+    assert run_main(train.main, tiny_args(tmp_path / "runs", 4, f"data.root={data}", "data.val_fraction=0.3")) == 2
     err = capsys.readouterr().err
     assert "2.tif: 300 non-finite" in err and "Traceback" not in err
 
@@ -179,7 +181,7 @@ def test_eval_on_a_1x1_image_names_the_file(tmp_path):
     checkpoint = make_checkpoint(tmp_path / "tiny.pth")
     write_image(tmp_path / "d" / "input" / "tiny.png", np.full((1, 1, 3), 0.5))
     write_image(tmp_path / "d" / "target" / "tiny.png", np.full((1, 1, 3), 0.4))
-    with pytest.raises(SystemExit, match=r"tiny\.png: cannot be scored"):
+    with pytest.raises(UserError, match=r"tiny\.png: cannot be scored"):
         eval_script.run(eval_script.parse_args(["--checkpoint", str(checkpoint), "--data",
                                                 str(tmp_path / "d"), "--out", str(tmp_path / "ev"),
                                                 "--workers", "0", "--device", "cpu"]))
@@ -208,7 +210,7 @@ def test_lock_refuses_a_second_process_and_a_killed_holder_is_taken_over(tmp_pat
         while time.time() < deadline and first.poll() is None and not (run / "latest.pth").is_file():
             time.sleep(0.2)
         assert first.poll() is None, first.communicate()[1][-2000:]
-        assert train.main(argv + ["--resume", "auto"]) == 2
+        assert run_main(train.main, argv + ["--resume", "auto"]) == 2
         err = capsys.readouterr().err
         assert f"in use by process {first.pid}" in err
     finally:
@@ -220,7 +222,7 @@ def test_lock_refuses_a_second_process_and_a_killed_holder_is_taken_over(tmp_pat
     assert not (run / "run.lock").exists()
 
     # A fresh start over the finished run refuses; --overwrite starts afresh.
-    assert train.main(tiny_args(tmp_path, 2)) == 2
+    assert run_main(train.main, tiny_args(tmp_path, 2)) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--overwrite" in err
     assert load_checkpoint(run / "best.pth")["step"] >= 0
@@ -245,10 +247,10 @@ def test_real_train_refuses_an_output_folder_in_its_input(tmp_path, capsys):
     init = make_init(tmp_path / "init.pth")
     before = sorted(p.name for p in data.rglob("*"))
     argv = online_args(tmp_path, init, f"train.out_dir={data}", "online.name=x") + ["--data", str(data)]
-    assert real_train.main(argv) == 2
+    assert run_main(real_train.main, argv) == 2
     assert "inside the input folder" in capsys.readouterr().err
     argv = online_args(tmp_path, init, f"train.out_dir={tmp_path}", "online.name=real") + ["--data", str(data)]
-    assert real_train.main(argv) == 2
+    assert run_main(real_train.main, argv) == 2
     assert sorted(p.name for p in data.rglob("*")) == before
 
 
@@ -257,7 +259,7 @@ def test_disk_full_at_start_leaves_no_empty_files(tmp_path, monkeypatch, capsys)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(files.os, "fsync", full)
-    assert train.main(tiny_args(tmp_path, 2)) == 2
+    assert run_main(train.main, tiny_args(tmp_path, 2)) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == []
@@ -270,9 +272,9 @@ def test_weights_only_checkpoint_cannot_be_resumed_but_says_why(tmp_path, capsys
     round_file = tmp_path / "round_001.pth"
     save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict(), "step": 3},
                     round_file)
-    assert real_train.main(["--resume", str(round_file)]) == 2
+    assert run_main(real_train.main, ["--resume", str(round_file)]) == 2
     assert "holds weights only" in capsys.readouterr().err
-    assert train.main(["--resume", str(round_file)]) == 2
+    assert run_main(train.main, ["--resume", str(round_file)]) == 2
     err = capsys.readouterr().err
     assert "round_001.pth holds weights only" in err and "KeyError" not in err
 
@@ -280,9 +282,9 @@ def test_weights_only_checkpoint_cannot_be_resumed_but_says_why(tmp_path, capsys
 def test_crafted_configs_are_refused_before_allocating(tmp_path):
     path = make_checkpoint(tmp_path / "tiny.pth")
     state = load_checkpoint(path)
-    for bad, message in (({"channels": "abc"}, "model.channels: expected int"),
+    for bad, message in (({"channels": "abc"}, "model.channels: expected"),
                          ({"channels": 10**6}, r"model.channels: 1000000 is outside"),
-                         ({"encoder_blocks": [1, 1]}, "expected 3 numbers")):
+                         ({"encoder_blocks": [1, 1]}, "model.encoder_blocks: expected a tuple of 3")):
         crafted = {**state, "config": {**state["config"], "model": {**state["config"]["model"], **bad}}}
         save_checkpoint(crafted, tmp_path / "crafted.pth")
         with pytest.raises(CheckpointError, match=message):

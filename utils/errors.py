@@ -8,10 +8,3 @@ anything else is a runtime failure (exit 1). Subclasses keep their builtin base 
 
 class UserError(Exception):
     """A usage or data error; the message names the file or field and says what to do."""
-
-
-def one_line(exc: BaseException) -> str:
-    """The message of a UserError, also when a DataLoader worker re-raised it with the
-    worker's traceback folded into the message (its last line is the original message)."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if "Original Traceback" in text else text

@@ -47,14 +47,20 @@ class ModelEMA:
         self._source = model
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, enabled: torch.Tensor | None = None) -> None:
+        """One averaging step. `enabled`, a boolean tensor, makes it a no-op on the device
+        when False (a skipped optimizer step) without waiting for the device."""
         if model is not self._source:
             self._bind(model)
         shadow, live = self._averaged
         if shadow:
-            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+            if enabled is None:
+                torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+            else:
+                weight = enabled.to(torch.float32) * (1.0 - self.decay)
+                torch._foreach_lerp_(shadow, live, weight)
         for target, value in zip(*self._copied):
-            target.copy_(value)
+            target.copy_(value if enabled is None else torch.where(enabled, value, target))
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

@@ -17,8 +17,11 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-from config import Config, apply_override, build_config
+from config import Config, ConfigError, apply_override, build_config
+from utils import logs
 from utils.io.checkpoints import CheckpointError, check_resumable, load_checkpoint
+
+log = logs.get("resume")
 
 
 def _get(cfg: Config, dotted: str):
@@ -54,7 +57,8 @@ def pick_resume_file(path: Path) -> Path:
 
 
 def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
-                   name_field: str) -> tuple[Config, Optional[dict], Optional[Path]]:
+                   name_field: str, config_file: Optional[str] = None,
+                   ) -> tuple[Config, Optional[dict], Optional[Path]]:
     """(config, checkpoint state or None, checkpoint path or None).
 
     `resume` is None, a checkpoint path, or 'auto' (= runs/<name>/latest.pth, or best.pth when
@@ -62,9 +66,10 @@ def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
     names the run folder under train.out_dir. A resumed run keeps the checkpoint's config and
     writes next to the checkpoint (not where its stored config points); the same overrides
     are applied on top (e.g. --set train.iterations=... to extend a finished run, or
-    --set train.out_dir=... to write elsewhere).
+    --set train.out_dir=... to write elsewhere). `config_file` (--config) replaces the preset.
+    Reads only: nothing is written here.
     """
-    cfg = build_config(preset, overrides)
+    cfg = build_config(preset, overrides, config_file)
     if not resume:
         return cfg, None, None
     path = Path(resume)
@@ -72,7 +77,7 @@ def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
         path = Path(cfg.train.out_dir) / _get(cfg, name_field) / "latest.pth"
         path = pick_resume_file(path)
         if not path.is_file():
-            print(f"--resume auto: no {path} yet, starting a new run")
+            log.info(f"--resume auto: no {path} yet, starting a new run")
             return cfg, None, None
     else:
         path = pick_resume_file(path)
@@ -80,7 +85,7 @@ def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
     check_resumable(state, path)
     try:
         cfg = Config.from_dict(state["config"])
-    except (ValueError, TypeError) as exc:
+    except ConfigError as exc:
         raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
     run_dir = path.parent if path.parent.name else path.resolve().parent
     cfg.train.out_dir = str(run_dir.parent)

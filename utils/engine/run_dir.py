@@ -1,15 +1,18 @@
-"""The run directory `runs/<name>/`: config.json, a plain text log and tensorboard events.
+"""The run directory `runs/<name>/`: config.json, the log file, tensorboard events, final.json.
 
 Only rank 0 writes; on other ranks a `RunDir` is inert so calling code needs no `if`s.
+Create it only after the inputs are validated: creating it makes the folder.
 With `lock=True` the folder is claimed for this process (`run.lock`, an flock held until
 `close()`; a second process gets RunLocked naming the holder's PID, a lock left by a killed
 process is taken over) and temp files of killed writes are removed. `claim()` refuses a fresh
-start over an existing run unless told to overwrite it.
+start over an existing run unless told to overwrite it. The log file is attached once
+config.json is written, so a start that fails (disk full) leaves no empty files.
 """
 from __future__ import annotations
 
-import datetime
 import errno
+import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,9 +22,11 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from config import Config
+from utils import logs
 from utils.errors import UserError
-from utils.io.files import clean_stale_temps
+from utils.io.files import clean_stale_temps, write_text
 
+log = logs.get("run")
 LOCK_NAME = "run.lock"
 
 
@@ -110,9 +115,9 @@ class RunLock:
 class RunDir:
     def __init__(self, path: str | Path, active: bool = True, log_name: str = "train.log",
                  purge_step: int | None = None, echo: bool = True, lock: bool = False):
+        """`echo` is kept for callers of the old API: the console now follows --quiet/--verbose."""
         self.path = Path(path)
         self.active = active
-        self.echo = echo
         self._log = None
         self._tb = None
         self._log_path = self.path / log_name
@@ -134,6 +139,8 @@ class RunDir:
             if removed:
                 self.notes.append(f"removed {len(removed)} temp file(s) of interrupted writes "
                                   f"(e.g. {removed[0].name})")
+        else:
+            self._attach_log()
 
     def claim(self, fresh: bool, overwrite: bool, checkpoints: tuple[str, ...]) -> None:
         """Before anything is written: a fresh start over a folder holding `checkpoints` (glob
@@ -155,6 +162,15 @@ class RunDir:
             self.log(note)
         self.notes = []
 
+    def _attach_log(self) -> None:
+        if self._log is None:
+            try:
+                # Every `hcn` log record goes to the file (the trainer's, the script's, warnings).
+                self._log = logs.attach_file(self._log_path)
+            except OSError as exc:
+                self.close()
+                raise RunDirError(f"cannot write {self._log_path}: {exc.strerror or exc}") from None
+
     def save_config(self, cfg: Config) -> None:
         if self.active:
             try:
@@ -162,33 +178,17 @@ class RunDir:
             except OSError as exc:
                 self.close()
                 raise RunDirError(f"cannot write {self.path / 'config.json'}: {exc.strerror or exc}") from None
+            self._attach_log()
 
-    def log(self, message: str) -> None:
-        """A timestamped line in the log file, also printed (above any tqdm bar)."""
-        if not self.active:
-            return
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        try:
-            if self._log is None:  # opened on first use: a failed start leaves no empty log
-                self._log = open(self._log_path, "a", encoding="utf-8")
-            self._log.write(f"{stamp} {message}\n")
-            self._log.flush()
-        except OSError as exc:
-            self._drop_empty_log()
-            self.close()
-            raise RunDirError(f"cannot write {self._log_path}: {exc.strerror or exc}") from None
-        if self.echo:
-            tqdm.write(message, file=sys.stdout)
+    def log(self, message: str, level: int = logging.INFO) -> None:
+        """A timestamped line in the log file, also on the console (above any tqdm bar)."""
+        if self.active:
+            log.log(level, message)
 
-    def _drop_empty_log(self) -> None:
-        try:
-            if self._log is not None:
-                self._log.close()
-            if self._log_path.is_file() and self._log_path.stat().st_size == 0:
-                self._log_path.unlink()
-        except OSError:
-            pass
-        self._log = None
+    def write_final(self, results: dict, name: str = "final.json") -> None:
+        """The run's final results as JSON (what the script printed as a table)."""
+        if self.active:
+            write_text(self.path / name, json.dumps(results, indent=2) + "\n")
 
     @property
     def tb(self) -> SummaryWriter:
@@ -215,18 +215,19 @@ class RunDir:
                 if self._tb is not None:
                     self._tb.close()
                 if self._log is not None:
-                    self._log.close()
+                    logs.detach_file(self._log)
+                    self._log = None
             finally:
                 if self._lock is not None:
                     self._lock.release()
 
 
 def format_metrics(values: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4f}" if isinstance(v, (float, np.floating)) else f"{k}={v}"
-                    for k, v in values.items())
+    """'loss=-2.9312 lr=1.00e-05 ...' (learning rates in scientific notation)."""
+    return " ".join(logs.format_value(k, v) for k, v in values.items())
 
 
 def progress(total: int, initial: int = 0, desc: str = "", active: bool = True, leave: bool = True) -> tqdm:
     """A tqdm bar (rate and ETA built in); redrawn at most every 10 s when stderr is a file."""
-    return tqdm(total=total, initial=initial, desc=desc, disable=not active, leave=leave,
+    return tqdm(total=total, initial=initial, desc=desc, disable=not (active and logs.bars_enabled()), leave=leave,
                 dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
