@@ -302,23 +302,16 @@ def _convert(value: Any, tp, from_text: bool = False) -> Any:
         if from_text and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
             return value.lower() in _TRUE
         raise _Mismatch
-    if tp is int:
+    if tp in (int, float):
         if isinstance(value, str) and from_text:
             try:
-                return int(value)
+                return tp(value)
             except ValueError:
                 raise _Mismatch from None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, str) and from_text:
-            try:
-                return float(value)
-            except ValueError:
-                raise _Mismatch from None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        # An int field takes ints only; a float field takes ints and floats (never bools).
+        allowed = int if tp is int else (int, float)
+        if isinstance(value, allowed) and not isinstance(value, bool):
+            return tp(value)
         raise _Mismatch
     if typing.get_origin(tp) is tuple:
         if isinstance(value, str) and from_text:
