@@ -94,8 +94,40 @@ class OnlineConfig:
     """Online-update fine-tuning on real rainy images (SPEC.md section 7, B9/B10)."""
 
     init: Optional[str] = None  # synthetic checkpoint to start from
-    data: Optional[str] = None  # folder of real rainy images; None: embedded "shifted" set
+    # Folder (or file) of real rainy images; None: the embedded demonstration, `target` rain on
+    # the held-out test photos with the ground truth hidden from the method (report only).
+    data: Optional[str] = None
     name: str = "online"  # run directory runs/<name>/ (train.out_dir)
+    # How round k's pseudo-labels B^k are made (README, "Online update"):
+    #   paper:  B^k = f_k(O), the current model on the rainy input (the paper's online update)
+    #   direct: B^k = B^0, fixed labels never refreshed (the paper's baseline (c))
+    #   chain:  B^k = f_k(B^{k-1}), the current model on the previous label: it removes what the
+    #           model still sees as rain in its own labels, so removal grows round by round.
+    method: str = "paper"
+    # Online-update loss: "paper" = L1 + loss.online_lambda x rain-layer term (SPEC 7.2);
+    # "l1" = L1 to the pseudo-labels only.
+    loss: str = "paper"
+    # Weight of a supervised L1 term on fresh synthetic pairs (data.synthetic_preset, the
+    # synthetic model's own training rain) in every step: anchors the update (0: off, paper).
+    replay: float = 0.0
+    # EMA of the weights during the update (replaces train.ema_decay: a long EMA would hide a
+    # short update).
+    ema_decay: float = 0.0
+    # Real photos are shrunk (area filter) to this longer side for the update (0: full size).
+    max_side: int = 0
+    # Stop when a round loses more than this (dB) on the synthetic guard set (the synthetic
+    # model's own rain, data.synthetic_preset, on held-out val photos; no target ground truth);
+    # the result (final.pth) is then the round before. 0: never stop early.
+    guard_db: float = 0.1
+    # The embedded demonstration (data None): rain style, side and count of the test photos.
+    target: str = "gusty"
+    target_size: int = 128
+    target_count: int = 12
+    # Methods also run (each in runs/<name>/compare_<method>/) on the embedded demonstration,
+    # for the (b)/(c)/(d) table; () runs only `method`.
+    compare: Tuple[str, ...] = ()
+    # Score every round's outputs with the no-reference BRISQUE (utils/metrics/noref.py).
+    nr_score: bool = True
     # Pseudo-label refresh: tiled inference above this side (0: never tile). The mining
     # attention is quadratic in tile area: on CPU 256 px tiles cost 1/3 of 512 px tiles per pixel.
     tile: int = 256
