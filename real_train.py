@@ -413,6 +413,13 @@ def report(cfg: Config, run: RunDir) -> None:
         print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
         run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
                 f"({after['psnr'] - before['psnr']:+.3f} dB)")
+    try:  # the per-round curve, when matplotlib is installed
+        from utils.online_report import plot
+
+        plot([run.path], cfg.online.method, run.path / "rounds.png")
+        print(f"  per-round curve: {run.path / 'rounds.png'}")
+    except ImportError:
+        pass
 
 
 def _row(name: str, entry: dict, prefix: str = "") -> dict:

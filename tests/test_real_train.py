@@ -38,7 +38,9 @@ def make_init(path: Path) -> Path:
 def online_args(tmp_path: Path, init: Path, *extra: str) -> list[str]:
     sets = ["online.rounds=2", "online.epochs_per_round=1", "online.batch_size=1",
             "online.patch_size=32", "online.lr=1e-3", f"train.out_dir={tmp_path / 'runs'}",
-            "online.name=rt", "train.log_every=1", "train.ckpt_every=1000"]
+            "online.name=rt", "train.log_every=1", "train.ckpt_every=1000", "online.method=paper",
+            "online.loss=paper", "online.replay=0", "online.compare=()", "online.target_size=40",
+            "online.target_count=4"]
     argv = ["--init", str(init)]
     for item in sets + list(extra):
         argv += ["--set", item]
