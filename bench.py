@@ -25,7 +25,8 @@ import torch
 from config import add_config_args, config_from_args
 from losses import HCNLoss
 from networks import build_model
-from utils.cli import add_device_arg, pick_device, sync
+from utils import logs
+from utils.cli import UsageError, add_device_arg, pick_device, run_main, sync
 from utils.io.files import write_text
 from utils.inference import derain
 from utils.metrics.complexity import complexity
@@ -44,7 +45,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def main() -> None:
+log = logs.get("bench")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser, default_preset="paper")
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"forward sizes (default {DEFAULT_SIZES})")
@@ -58,10 +63,14 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="CUDA only: bf16 autocast")
     parser.add_argument("--out", default="runs/bench/bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement as JSON
-    args = parser.parse_args()
+    logs.add_log_args(parser)
+    args = parser.parse_args(argv)
+    logs.setup(args)
     if args.worker:
         print(json.dumps(run_worker(args)))
-        return
+        return 0
+    config_from_args(args)  # a bad --preset/--config/--set fails here, before any worker runs
+    pick_device(args.device)
 
     jobs = [("forward", s) for s in args.sizes.split(",") if s]
     if args.tile_4k:
@@ -70,12 +79,15 @@ def main() -> None:
         jobs.append(("train", f"{args.train_size}x{args.train_size}"))
     jobs.append(("complexity", "256x256"))
     for kind, size in jobs:
-        parse_size(size)  # fail early on a typo, before any subprocess runs
+        try:
+            parse_size(size)  # fail early on a typo, before any subprocess runs
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--sizes: {exc}") from None
 
-    passthrough = [a for a in sys.argv[1:]]
+    passthrough = list(argv)
     results = []
     for kind, size in jobs:
-        print(f"measuring {kind} {size} ...", file=sys.stderr, flush=True)
+        log.info(f"measuring {kind} {size} ...")
         proc = subprocess.run([sys.executable, __file__, *passthrough, "--worker", f"{kind}:{size}"],
                               capture_output=True, text=True)
         if proc.returncode != 0:
@@ -85,7 +97,8 @@ def main() -> None:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(format_table(results))
     write_text(args.out, json.dumps({"settings": vars(args) | {"worker": None}, "results": results}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    log.info(f"wrote {args.out}")
+    return 0
 
 
 def run_worker(args) -> dict:
@@ -189,4 +202,4 @@ def format_table(results: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from utils.errors import UserError
 from utils.inference import dihedral
 from utils.io.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, to_tensor
 from utils.synthetic.photos import load_split, training_background
@@ -61,7 +62,7 @@ AUGMENTS = ("none", "hflip", "dihedral")
 _SHOWN = 5  # how many offending files an error message lists
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data set folder or file is missing, malformed, unmatched or unreadable."""
 
 
@@ -80,7 +81,7 @@ def _natural_key(text: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder`, hidden files (.DS_Store, ._x.png) skipped, natural order."""
     files = [p for p in folder.iterdir()
              if p.is_file() and not p.name.startswith(".") and is_image_file(p)]
@@ -91,7 +92,8 @@ def _subdirs(folder: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-def _few(items: Sequence, limit: int = _SHOWN) -> str:
+def few(items: Sequence, limit: int = _SHOWN) -> str:
+    """'a, b, c, ... (12 in all)': the first few items of a list, for error messages."""
     shown = ", ".join(str(i) for i in list(items)[:limit])
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
@@ -115,9 +117,13 @@ def _unique_names(paths: Sequence[Path], base: Optional[Path] = None) -> list[st
     return names
 
 
-# Name keys used to pair rainy and clean files, tried in order.
+# Name keys used to pair rainy and clean files (and result files, see RESULT_NAME_RULES),
+# tried in order.
 _TOKEN_HEAD = re.compile(r"^(norain|rainy|rain|clean|gt|target|input)[-_ ]*")
 _TOKEN_TAIL = re.compile(r"([-_ ]*(norain|rainy|rain|clean|gt|target|input))?(x\d)?$")
+# What deraining methods append to the names of their outputs (PReNet_derain, *_out, ...).
+_METHOD_SUFFIX = re.compile(r"[-_ ]*(derained|derain|output|out|results|result|res|pred|"
+                            r"prediction|restored|rec|fake_b)$")
 
 
 def _normalised(stem: str) -> str:
@@ -133,11 +139,76 @@ def _same(stem: str) -> str:
     return stem
 
 
-# (label, rainy stem -> key, clean stem -> key)
-Strategy = tuple[str, Callable[[str], str], Callable[[str], str]]
+def _without_method_suffix(stem: str) -> str:
+    """'norain-001_derain' -> '001' (method suffix, then rain/norain tokens removed)."""
+    key = _METHOD_SUFFIX.sub("", stem.lower())
+    return _normalised(key) if key else stem.lower()
+
+
+def _last_number(stem: str) -> Optional[str]:
+    """'rain-001_out' -> '1': the last run of digits, leading zeros dropped (None: no digits)."""
+    found = re.findall(r"\d+", _without_method_suffix(stem))
+    return str(int(found[-1])) if found else None
+
+
+# (label, rainy stem -> key, clean stem -> key); a key of None matches nothing.
+Strategy = tuple[str, Callable[[str], Optional[str]], Callable[[str], Optional[str]]]
 _EXACT: Strategy = ("exact names", _same, _same)
 _TOKENS: Strategy = ("names without rain/norain tokens", _normalised, _normalised)
 _DDN: Strategy = ("DDN names i_j -> i", _ddn_prefix, _same)
+_SUFFIX: Strategy = ("names without method suffixes (_derain, _out, _result, ...)",
+                     _without_method_suffix, _without_method_suffix)
+_NUMBER: Strategy = ("the last number in the name (1 ~ 001)", _last_number, _last_number)
+# Ground-truth names (left) to a method's result files (right), e.g. rain-001 ~ norain-001.png
+# ~ 001_derain.png ~ 1_out.png.
+RESULT_NAME_RULES: tuple[Strategy, ...] = (_EXACT, _TOKENS, _SUFFIX, _NUMBER)
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """Outcome of `match_names` under one rule: `index[i]` is the right name paired with left
+    name i (None: unmatched); `lonely_left`/`lonely_right` list the unpaired indices."""
+
+    rule: str
+    index: list
+    lonely_left: list
+    lonely_right: list
+
+    @property
+    def complete(self) -> bool:
+        return not self.lonely_left and not self.lonely_right
+
+
+def match_names(left: Sequence[str], right: Sequence[str], strategies: Sequence[Strategy],
+                one_to_one: bool = False) -> Optional[NameMatch]:
+    """Pair every left name with one right name and use every right name, by the first rule
+    (strategy) that does; otherwise the rule leaving the fewest names unpaired. Rules under
+    which two right names share a key (1.png and 1.jpg), or, with `one_to_one`, two left names
+    pick the same right name, are skipped; None when every rule was skipped."""
+    best = None
+    for label, left_key, right_key in strategies:
+        by_key: dict[str, int] = {}
+        duplicated = False
+        for j, name in enumerate(right):
+            key = right_key(name)
+            if key is not None:
+                duplicated |= key in by_key
+                by_key[key] = j
+        if duplicated:
+            continue  # ambiguous under this rule, try the next one
+        index = [by_key.get(left_key(name)) for name in left]
+        paired = [j for j in index if j is not None]
+        if one_to_one and len(set(paired)) != len(paired):
+            continue
+        used = set(paired)
+        found = NameMatch(label, index, [i for i, j in enumerate(index) if j is None],
+                          [j for j in range(len(right)) if j not in used])
+        if found.complete:
+            return found
+        if best is None or (len(found.lonely_left) + len(found.lonely_right)
+                            < len(best.lonely_left) + len(best.lonely_right)):
+            best = found
+    return best
 
 
 def _match(rainy_files: list[Path], clean_files: list[Path], strategies: Sequence[Strategy],
@@ -147,38 +218,23 @@ def _match(rainy_files: list[Path], clean_files: list[Path], strategies: Sequenc
         raise DatasetError(f"{rainy_dir}: no images in the rainy folder")
     if not clean_files:
         raise DatasetError(f"{clean_dir}: no images in the clean folder")
-    best = None
-    for strategy, rainy_key, clean_key in strategies:
-        by_key: dict[str, Path] = {}
-        duplicated = False
-        for path in clean_files:
-            key = clean_key(path.stem)
-            duplicated |= key in by_key
-            by_key[key] = path
-        if duplicated:
-            continue  # ambiguous under this rule (e.g. 1.png and 1.jpg), try the next one
-        pairs = [(r, by_key.get(rainy_key(r.stem))) for r in rainy_files]
-        lonely_rainy = [r.name for r, c in pairs if c is None]
-        used = {c for _, c in pairs if c is not None}
-        lonely_clean = [c.name for c in clean_files if c not in used]
-        if not lonely_rainy and not lonely_clean:
-            names = _unique_names(rainy_files)
-            return [PairEntry(n, r, c) for n, (r, c) in zip(names, pairs)]
-        problems = len(lonely_rainy) + len(lonely_clean)
-        if best is None or problems < best[0]:
-            best = (problems, strategy, lonely_rainy, lonely_clean)
-    if best is None:
+    found = match_names([p.stem for p in rainy_files], [p.stem for p in clean_files], strategies)
+    if found is None:
         raise DatasetError(f"{clean_dir}: several clean files share a name (e.g. 1.png and 1.jpg); "
                            "cannot tell which one pairs with a rainy file")
-    _, strategy, lonely_rainy, lonely_clean = best
+    if found.complete:
+        names = _unique_names(rainy_files)
+        return [PairEntry(n, r, clean_files[j]) for n, r, j in zip(names, rainy_files, found.index)]
+    lonely_rainy = [rainy_files[i].name for i in found.lonely_left]
+    lonely_clean = [clean_files[j].name for j in found.lonely_right]
     parts = []
     if lonely_rainy:
         parts.append(f"{len(lonely_rainy)} rainy file(s) in {rainy_dir} have no clean match: "
-                     f"{_few(lonely_rainy)}")
+                     f"{few(lonely_rainy)}")
     if lonely_clean:
         parts.append(f"{len(lonely_clean)} clean file(s) in {clean_dir} have no rainy match: "
-                     f"{_few(lonely_clean)}")
-    raise DatasetError("unmatched files (best rule: " + strategy + "; tried: "
+                     f"{few(lonely_clean)}")
+    raise DatasetError("unmatched files (best rule: " + found.rule + "; tried: "
                        + ", ".join(label for label, _, _ in strategies) + "). " + "; ".join(parts))
 
 
@@ -229,7 +285,7 @@ _NORAIN_FILE = re.compile(r"^norain[-_](.+)$", re.IGNORECASE)
 
 
 def _rain_norain_files(root: Path) -> tuple[list[Path], list[Path]]:
-    images = _list_images(root)
+    images = list_images(root)
     return ([p for p in images if _RAIN_FILE.match(p.stem)],
             [p for p in images if _NORAIN_FILE.match(p.stem)])
 
@@ -242,43 +298,37 @@ def _list_file(root: Path) -> Optional[Path]:
     return lists[0] if len(lists) == 1 else None
 
 
-def _entries_folders(root: Path) -> list[PairEntry]:
-    dirs = _folders_pair(root)
+def _entries_in_dirs(root: Path, layout: str, dirs: Optional[tuple[Path, Path]], needs: str,
+                     strategies: Sequence[Strategy]) -> list[PairEntry]:
+    """Pairs matched between a (rainy, clean) subfolder pair; `needs` says what was expected."""
     if dirs is None:
-        raise DatasetError(f"{root}: layout 'folders' needs a subfolder pair among "
-                           f"{', '.join(r + '/' + c for r, c in FOLDER_NAME_PAIRS)}; "
-                           f"found subfolders: {_few(sorted(_subdirs(root))) or 'none'}")
+        raise DatasetError(f"{root}: layout '{layout}' needs {needs}; "
+                           f"found subfolders: {few(sorted(_subdirs(root))) or 'none'}")
     rainy_dir, clean_dir = dirs
-    return _match(_list_images(rainy_dir), _list_images(clean_dir),
-                  (_EXACT, _TOKENS, _DDN), rainy_dir, clean_dir)
+    return _match(list_images(rainy_dir), list_images(clean_dir), strategies, rainy_dir, clean_dir)
+
+
+def _entries_folders(root: Path) -> list[PairEntry]:
+    needs = "a subfolder pair among " + ", ".join(r + "/" + c for r, c in FOLDER_NAME_PAIRS)
+    return _entries_in_dirs(root, "folders", _folders_pair(root), needs, (_EXACT, _TOKENS, _DDN))
 
 
 def _entries_rain200(root: Path) -> list[PairEntry]:
-    dirs = _rain200_dirs(root)
-    if dirs is None:
-        raise DatasetError(f"{root}: layout 'rain200' needs rain/X2/ (one X<n> subfolder) and "
-                           f"norain/; found subfolders: {_few(sorted(_subdirs(root))) or 'none'}")
-    rainy_dir, clean_dir = dirs
-    return _match(_list_images(rainy_dir), _list_images(clean_dir),
-                  (_TOKENS, _EXACT), rainy_dir, clean_dir)
+    return _entries_in_dirs(root, "rain200", _rain200_dirs(root),
+                            "rain/X2/ (one X<n> subfolder) and norain/", (_TOKENS, _EXACT))
 
 
 def _entries_ddn(root: Path) -> list[PairEntry]:
-    dirs = _ddn_dirs(root)
-    if dirs is None:
-        raise DatasetError(f"{root}: layout 'ddn' needs subfolders rainy_image/ and ground_truth/ "
-                           f"(or {', '.join(DDN_RAINY_DIRS[1:] + DDN_CLEAN_DIRS[1:])}); "
-                           f"found subfolders: {_few(sorted(_subdirs(root))) or 'none'}")
-    rainy_dir, clean_dir = dirs
-    return _match(_list_images(rainy_dir), _list_images(clean_dir),
-                  (_DDN, _EXACT), rainy_dir, clean_dir)
+    needs = ("subfolders rainy_image/ and ground_truth/ "
+             f"(or {', '.join(DDN_RAINY_DIRS[1:] + DDN_CLEAN_DIRS[1:])})")
+    return _entries_in_dirs(root, "ddn", _ddn_dirs(root), needs, (_DDN, _EXACT))
 
 
 def _entries_rain_norain(root: Path) -> list[PairEntry]:
     rainy, clean = _rain_norain_files(root)
     if not rainy and not clean:
         raise DatasetError(f"{root}: layout 'rain-norain' needs files named rain-<id> and "
-                           f"norain-<id>; found {len(_list_images(root))} other image(s)")
+                           f"norain-<id>; found {len(list_images(root))} other image(s)")
     ids: Strategy = ("rain-<id> ~ norain-<id>", lambda stem: _RAIN_FILE.match(stem).group(1).lower(),
                      lambda stem: _NORAIN_FILE.match(stem).group(1).lower())
     return _match(rainy, clean, (ids,), root, root)
@@ -288,7 +338,7 @@ def _entries_side_by_side(root: Path) -> list[PairEntry]:
     if root.is_file():
         files = [root] if is_image_file(root) else []
     else:
-        files = _list_images(root)
+        files = list_images(root)
     if not files:
         raise DatasetError(f"{root}: no images for layout 'side-by-side'")
     base = root if root.is_dir() else root.parent
@@ -327,7 +377,7 @@ def _entries_pair_list(root: Path) -> list[PairEntry]:
         raise DatasetError(f"{list_path}: the pair list is empty")
     if missing:
         raise DatasetError(f"{list_path}: {len(missing)} listed file(s) do not exist "
-                           f"(paths are relative to {base}): {_few(missing)}")
+                           f"(paths are relative to {base}): {few(missing)}")
     names = _unique_names([r for r, _ in pairs], base)
     return [PairEntry(n, r, c) for n, (r, c) in zip(names, pairs)]
 
@@ -362,7 +412,7 @@ def detect_layout(root: Union[str, Path]) -> str:
         return "rain-norain"
     if _list_file(root) is not None:
         return "pair-list"
-    images = _list_images(root)
+    images = list_images(root)
     tried = []
     if images:
         # Up to 5 files spread over the folder; the median tolerates a flat image or two.
@@ -386,7 +436,7 @@ def detect_layout(root: Union[str, Path]) -> str:
         f"{', '.join(r + '/' + c for r, c in FOLDER_NAME_PAIRS[:4])}, ...), "
         "rain-norain (files rain-<id> + norain-<id>), "
         f"pair-list (one {'/'.join(LIST_SUFFIXES)} file), " + "; ".join(tried)
-        + f". Subfolders found: {_few(subdirs) or 'none'}." + hint)
+        + f". Subfolders found: {few(subdirs) or 'none'}." + hint)
 
 
 # ----------------------------------------------------------------------------- data sets
@@ -624,7 +674,7 @@ def open_rainy(path: Union[str, Path], recursive: bool = False) -> RainyImages:
                         and not any(part.startswith(".") for part in p.relative_to(path).parts)),
                        key=lambda p: _natural_key(p.relative_to(path).as_posix()))
     else:
-        files = _list_images(path)
+        files = list_images(path)
     if not files:
         nested = [] if recursive else [p for p in path.rglob("*") if p.is_file() and is_image_file(p)]
         hint = f" ({len(nested)} image(s) in sub-folders: pass recursive=True)" if nested else ""

@@ -1,95 +1,184 @@
-"""Evaluate a checkpoint: PSNR/SSIM tables like the paper's, under named protocols.
+"""Evaluate checkpoints and other methods' result folders: PSNR/SSIM tables under named protocols.
 
-    python eval.py                                  # demo checkpoint on the embedded synthetic test sets
+    python eval.py                                  # default weights on the embedded synthetic test sets
+    python eval.py --checkpoint demo=runs/demo/best.pth --checkpoint standard=weights/standard.pth
     python eval.py --checkpoint runs/hcn/best.pth --data Rain200H=data/Rain200H/test --data data/Rain12
+    python eval.py --data Rain100L=data/Rain100L --results PReNet=res/prenet --results HCN=res/hcn --compare
     python eval.py --data DDN=data/DDN/test --layout ddn --protocols y-float --crop-border 0
 
-Every data set is evaluated on full-size images, batch 1 (the HCN protocol, SPEC.md 8.2),
-on the GPU when there is one. Each row reports mean PSNR/SSIM per protocol (`rgb` is the
-HCN authors' table; `y` and `y-float` are the two MATLAB scripts other papers use,
-ANCHORS.md takeaway 1), the image count and the mean runtime per image; a
-"no deraining" row gives the rainy input's own scores. Results go to --out as
-results.md / results.csv / results.json, plus settings.json (what was run).
+Rows, per data set: the rainy input, then each --checkpoint (derained here: full-size images,
+batch 1, the HCN authors' protocol, on the GPU when there is one), then each --results folder
+(another method's derained images, read from disk and paired with the ground truth by name;
+no model is built or loaded when no checkpoint is given). Columns: mean PSNR/SSIM per protocol
+(`rgb` is the HCN authors' table; `y` and `y-float` are the two MATLAB scripts other papers
+use, docs/method.md#metric-protocols), the image count, the runtime per image and the model
+size. --compare adds paired bootstrap intervals of every PSNR gap (utils.metrics.bootstrap).
+Results go to --out as results.md / .csv / .json / .tex (booktabs, best bold, second
+underlined), plus settings.json (what was run). Errors: one line, exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import re
+import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 import dataset
+from config import demo
 from dataset import DatasetError
+from utils import logs
 from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
-                       resolve_checkpoint, resolve_tile, sync)
+                       resolve_checkpoint, resolve_tile, run_main, sync, trained_on)
+from utils.errors import UserError
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
 from utils.io.files import write_text
-from utils.io.images import ImageReadError, is_image_file, write_image
+from utils.io.images import ImageReadError, as_saved, is_image_file, read_image, to_image, to_tensor, write_image
+from utils.io.latex import latex_table
 from utils.io.tables import markdown_table, write_csv
+from utils.metrics.bootstrap import RESAMPLES, SEED, paired_bootstrap
 from utils.metrics.complexity import complexity
-from utils.metrics.protocols import PROTOCOLS
+from utils.metrics.protocols import PROTOCOLS, image_metrics
+from utils.metrics.result_folders import (ALIGNS, ResultsError, align, check_sizes, folder_for_set,
+                                          pair_results)
 from utils.metrics.scoring import mean_metrics, score_pair
+from utils.synthetic.styles import HELD_OUT, PRESET_NAMES
 
-SYNTHETIC_PRESETS = ("light", "heavy", "shifted")
-INPUT_ROW = "no deraining"
+# Every rain style, the held-out ones last (they measure generalisation).
+SYNTHETIC_PRESETS = tuple(["light", "heavy", "shifted", "mixed"]
+                          + [p for p in PRESET_NAMES if p not in ("light", "heavy", "shifted", "mixed")
+                             and p not in HELD_OUT] + list(HELD_OUT))
+INPUT_ROW = "rainy input"
+
+
+class EvalError(UserError, ValueError):
+    """A user error: the scripts' wrapper prints 'error: <message>' (one line) and exits with 2."""
+
+
+log = logs.get("eval")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    add_inference_args(parser, default_tile=None)
+    add_inference_args(parser, default_tile=None, several_checkpoints=True)
+    parser.add_argument("--results", action="append", default=[], metavar="NAME=DIR",
+                        help="another method's derained images, scored against the ground truth of "
+                             "--data; repeatable; with several data sets DIR holds one subfolder per set")
+    parser.add_argument("--match", default=None, metavar="REGEX",
+                        help="for result file names no built-in rule pairs: a regex searched in each "
+                             "stem whose first group is the ground truth's name or number")
+    parser.add_argument("--align", default="error", choices=ALIGNS,
+                        help="result and ground truth of different sizes: error (default) or crop both "
+                             "to their common top-left region (methods that crop or pad)")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=None,
+                        help="score each checkpoint's prediction as saved to an 8/16-bit PNG (what "
+                             "show.py and --save-images write) instead of as floats")
+    parser.add_argument("--compare", action="store_true",
+                        help="paired bootstrap 95%% interval of the PSNR gap of every pair of rows")
+    parser.add_argument("--bootstrap", type=int, default=RESAMPLES,
+                        help=f"bootstrap resamples for --compare (default {RESAMPLES}, seed {SEED})")
     parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                         help="a paired data set (any layout dataset.py reads); repeatable; "
                              "NAME= is optional (default: the folder name)")
     parser.add_argument("--synthetic", default=None, metavar="PRESETS",
                         help="embedded synthetic test sets to evaluate, comma-separated from "
-                             f"{','.join(SYNTHETIC_PRESETS)} (default: all three when no --data)")
+                             f"{','.join(SYNTHETIC_PRESETS)} (default: all when no --data)")
     parser.add_argument("--synthetic-count", type=int, default=None,
-                        help="images per synthetic test set (default: the checkpoint config's "
-                             "data.synthetic_test_count)")
+                        help="images per synthetic test set (default: the first checkpoint config's "
+                             "data.synthetic_test_count; the demo preset's without a checkpoint)")
     parser.add_argument("--layout", default="auto", help="layout of every --data set (default: auto)")
     parser.add_argument("--side-order", default="clean-rainy",
                         help="for side-by-side pair files: clean-rainy or rainy-clean")
     parser.add_argument("--protocols", default="rgb,y,y-float",
                         help="comma-separated metric protocols (default: rgb,y,y-float)")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before metrics")
-    parser.add_argument("--no-input-row", action="store_true", help="skip the 'no deraining' rows")
+    parser.add_argument("--no-input-row", action="store_true", help="skip the rainy input rows")
     parser.add_argument("--macs-size", type=int, default=256, help="square input size for the GMACs column (default 256)")
     parser.add_argument("--out", default=None,
-                        help="output folder (default: runs/eval/<checkpoint folder>_<checkpoint stem>)")
-    parser.add_argument("--save-images", action="store_true", help="also save the derained images as PNG")
+                        help="output folder (default: runs/eval/<method names>)")
+    parser.add_argument("--save-images", action="store_true",
+                        help="also save each checkpoint's derained images as PNG under "
+                             "images/<method>/<data set>/ (a folder --results reads back)")
     parser.add_argument("--per-image", action="store_true", help="also write per-image metrics (per_image.csv)")
     parser.add_argument("--workers", type=int, default=2, help="data loading workers (default 2)")
     return parser.parse_args(argv)
 
 
-# ----------------------------------------------------------------------------- data sets
-def parse_data_arg(text: str) -> tuple[str, str]:
-    """'NAME=PATH' or 'PATH' -> (name, path); an existing path containing '=' stays a path."""
+# ----------------------------------------------------------------------------- methods and data sets
+@dataclass
+class Method:
+    """One table row per data set: a checkpoint derained here, or a folder of results."""
+    name: str
+    kind: str  # "checkpoint" | "results"
+    source: str
+    model: object = None
+    cfg: object = None
+    size: dict | None = None  # complexity(): params, gmacs, size
+    files: dict = field(default_factory=dict)  # results: data set name -> result file per image
+
+
+def parse_named(text: str, flag: str = "--data") -> tuple[str | None, str]:
+    """'NAME=PATH' or 'PATH' -> (name or None, path); an existing path containing '=' stays a path."""
     if "=" in text and not Path(text).exists():
         name, path = text.split("=", 1)
         if not name or not path:
-            raise ValueError(f"--data {text!r}: expected NAME=PATH or PATH")
+            raise ValueError(f"{flag} {text!r}: expected NAME=PATH or PATH")
         return name, path
-    return Path(text.rstrip("/\\")).name or text, text
+    return None, text
 
 
-def open_datasets(args, cfg) -> list[tuple[str, str, object]]:
+def parse_data_arg(text: str) -> tuple[str, str]:
+    name, path = parse_named(text)
+    return name or Path(text.rstrip("/\\")).name or text, path
+
+
+def checkpoint_name(path: Path) -> str:
+    """A checkpoint's default row name: its folder (runs/demo/best.pth -> demo); the file's stem
+    for files in weights/ (weights/standard.pth -> standard) or without a folder."""
+    folder = path.parent.name
+    return path.stem if folder in ("", ".", "weights") else folder
+
+
+def unique(name: str, taken: set) -> str:
+    base, i = name, 2
+    while name in taken or name == INPUT_ROW:  # two folders called "test": test, test-2
+        name, i = f"{base}-{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def open_checkpoints(args, device, taken: set) -> list[Method]:
+    specs = [parse_named(t, "--checkpoint") for t in args.checkpoint]
+    if not specs and not args.results:
+        specs = [(None, str(resolve_checkpoint(None)))]  # today's default weights
+    methods, sizes = [], {}
+    for name, text in specs:
+        path = Path(text)
+        model, cfg = open_model(path, device, use_ema=not args.no_ema)
+        arch = json.dumps(cfg.to_dict()["model"], sort_keys=True)  # counted once per architecture
+        sizes.setdefault(arch, complexity(model, args.macs_size))
+        methods.append(Method(unique(name or checkpoint_name(path), taken), "checkpoint", str(path),
+                              model, cfg, sizes[arch]))
+    return methods
+
+
+def open_datasets(args, data_cfg) -> list[tuple[str, str, object]]:
     """[(name, source description, dataset)] in command-line order."""
     sets, names = [], set()
     for text in args.data:
         name, path = parse_data_arg(text)
-        base, i = name, 2
-        while name in names:  # two folders called "test": test, test-2
-            name, i = f"{base}-{i}", i + 1
-        names.add(name)
+        name = unique(name, names)
         pairs = dataset.open_pairs(path, layout=args.layout, side_order=args.side_order)
         if len(pairs) == 0:
             raise dataset.DatasetError(f"{path}: no image pairs found (layout {args.layout})")
@@ -101,11 +190,36 @@ def open_datasets(args, cfg) -> list[tuple[str, str, object]]:
         if preset not in SYNTHETIC_PRESETS:
             raise ValueError(f"--synthetic: unknown preset {preset!r}; choose from {SYNTHETIC_PRESETS}")
         # Size, count and generation seed of the checkpoint's config: the set it was built for.
-        pairs = dataset.synthetic_from_config(cfg.data, "test", preset=preset, count=args.synthetic_count)
-        sets.append((f"synthetic-{preset}", f"embedded synthetic test split, preset {preset}, "
-                                              f"{len(pairs)} images of {cfg.data.synthetic_size} px, "
-                                              f"seed {cfg.data.synthetic_seed}", pairs))
+        pairs = dataset.synthetic_from_config(data_cfg, "test", preset=preset, count=args.synthetic_count)
+        held = " (held out from training)" if preset in HELD_OUT else ""
+        sets.append((f"synthetic-{preset}", f"embedded synthetic test split, preset {preset}{held}, "
+                                              f"{len(pairs)} images of {data_cfg.synthetic_size} px, "
+                                              f"seed {data_cfg.synthetic_seed}", pairs))
     return sets
+
+
+def truth_shapes(pairs) -> list[tuple]:
+    if hasattr(pairs, "clean_images"):  # in memory
+        return [c.shape for c in pairs.clean_images]
+    return [pairs.load(i)[1].shape for i in range(len(pairs))]
+
+
+def open_results(args, sets, taken: set) -> list[Method]:
+    """Pair every result folder with every data set and check sizes, before any scoring."""
+    methods = []
+    for text in args.results:
+        name, folder = parse_named(text, "--results")
+        method = Method(unique(name or Path(folder.rstrip("/\\")).name, taken), "results", folder)
+        for set_name, _, pairs in sets:
+            where = folder_for_set(folder, set_name, len(sets))
+            method.files[set_name] = pair_results(where, pairs.names, args.match)
+        methods.append(method)
+    for set_name, _, pairs in sets:
+        shapes = truth_shapes(pairs) if methods else []
+        for method in methods:
+            check_sizes(method.files[set_name], shapes, args.align,
+                        f"--results {method.name}, data set {set_name}")
+    return methods
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -114,45 +228,78 @@ def _png_name(name: str) -> str:
     return (Path(name).stem if is_image_file(name) else name) + ".png"
 
 
-def evaluate_set(model, name: str, pairs, args, device, image_dir: Path | None):
-    """Derain every pair of one set; returns per-image rows (metrics of output and of input)."""
+def evaluate_set(name: str, pairs, methods: list[Method], args, device, image_dir: Path | None) -> list[dict]:
+    """Per-image rows (long format: one per image and row of the table), reading each pair once."""
     loader = torch.utils.data.DataLoader(pairs, batch_size=None, shuffle=False,
                                          num_workers=args.workers if len(pairs) > 1 else 0)
-    rows = []
-    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True)
-    for item in bar:
-        rainy = item["rainy"].unsqueeze(0)
-        tile = resolve_tile(args.tile, *rainy.shape[-2:])
-        sync(device)
-        start = time.perf_counter()
-        pred = derain(model, rainy, tile=tile, overlap=args.overlap, ensemble=args.ensemble,
-                      tile_batch=args.tile_batch)
-        sync(device)
-        runtime = time.perf_counter() - start
-        pred_img, out, inp = score_pair(pred, item, args.protocol_list, args.crop_border,
-                                        with_input=not args.no_input_row)
-        row = {"dataset": name, "name": item["name"], "height": pred_img.shape[0],
-               "width": pred_img.shape[1], "runtime_s": runtime, **out}
-        if inp is not None:
-            row.update({f"input:{k}": v for k, v in inp.items()})
-        if image_dir is not None:
-            write_image(image_dir / name / _png_name(item["name"]), pred_img)
-        rows.append(row)
-        first = f"{args.protocol_list[0]}/psnr"
-        bar.set_postfix({f"PSNR {args.protocol_list[0]}": f"{sum(r[first] for r in rows) / len(rows):.2f}"})
+    protocols, rows, first = args.protocol_list, [], f"{args.protocol_list[0]}/psnr"
+    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True,
+               disable=not logs.bars_enabled())
+    for index, item in enumerate(bar):
+        clean = to_image(item["clean"])
+        base = {"dataset": name, "name": item["name"]}
+        if not args.no_input_row:
+            rows.append({**base, "method": INPUT_ROW, "height": clean.shape[0], "width": clean.shape[1],
+                         "runtime_s": None,
+                         **image_metrics(to_image(item["rainy"]), clean, protocols, args.crop_border)})
+        for method in methods:
+            if method.kind == "checkpoint":
+                rainy = item["rainy"].unsqueeze(0)
+                tile = resolve_tile(args.tile, *rainy.shape[-2:])
+                sync(device)
+                start = time.perf_counter()
+                pred = derain(method.model, rainy, tile=tile, overlap=args.overlap,
+                              ensemble=args.ensemble, tile_batch=args.tile_batch)
+                sync(device)
+                runtime = time.perf_counter() - start
+                if args.bits:
+                    pred = to_tensor(as_saved(to_image(pred), args.bits))
+                result, metrics, _ = score_pair(pred, item, protocols, args.crop_border, with_input=False)
+                if image_dir is not None:
+                    write_image(image_dir / method.name / name / _png_name(item["name"]), result)
+            else:
+                path = method.files[name][index]
+                result, truth = align(read_image(path), clean, args.align)
+                metrics, runtime = image_metrics(result, truth, protocols, args.crop_border), None
+            rows.append({**base, "method": method.name, "height": result.shape[0],
+                         "width": result.shape[1], "runtime_s": runtime, **metrics})
+        if methods:
+            scored = [r[first] for r in rows if r["method"] == methods[0].name]
+            bar.set_postfix({f"PSNR {methods[0].name}": f"{sum(scored) / len(scored):.2f}"})
     bar.close()
     return rows
 
 
-def summarise(name: str, rows: list[dict], metric_keys: list[str], model_label: str,
-              with_input: bool) -> list[dict]:
-    """Mean per metric: one row for the model, one for the rainy input ('no deraining')."""
-    count = len(rows)
-    out = [{"dataset": name, "model": model_label, "images": count,
-            **mean_metrics(rows, [*metric_keys, "runtime_s"])}]
-    if with_input:
-        out.append({"dataset": name, "model": INPUT_ROW, "images": count,
-                    **mean_metrics(rows, metric_keys, prefix="input:"), "runtime_s": None})
+def summarise(name: str, rows: list[dict], metric_keys: list[str], labels: list[str],
+              methods: dict) -> list[dict]:
+    """Mean per metric and table row (the rainy input first, then each method)."""
+    out = []
+    for label in labels:
+        mine = [r for r in rows if r["method"] == label]
+        times = [r["runtime_s"] for r in mine if r["runtime_s"] is not None]
+        size = methods[label].size if label in methods else None
+        out.append({"dataset": name, "method": label, "images": len(mine),
+                    **mean_metrics(mine, metric_keys),
+                    "runtime_s": sum(times) / len(times) if times else None,
+                    "params": size["params"] if size else None, "gmacs": size["gmacs"] if size else None})
+    return out
+
+
+def compare(per_image: list[dict], set_names: list[str], labels: list[str], protocols: list[str],
+            resamples: int) -> list[dict]:
+    """For each data set and pair of rows (earlier A, later B): the paired PSNR gap B - A."""
+    out = []
+    for set_name in set_names:
+        psnr = {label: {p: np.array([r[f"{p}/psnr"] for r in per_image
+                                     if r["dataset"] == set_name and r["method"] == label])
+                        for p in protocols} for label in labels}
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                row = {"dataset": set_name, "a": a, "b": b}
+                for p in protocols:
+                    stats = paired_bootstrap(psnr[a][p], psnr[b][p], resamples=resamples)
+                    row.update({f"{p}/{k}": v for k, v in stats.items()})
+                out.append(row)
     return out
 
 
@@ -161,41 +308,88 @@ def metric_columns(protocols: list[str]) -> list[str]:
     return [f"{p}/{m}" for p in protocols for m in ("psnr", "ssim")]
 
 
-def write_reports(out: Path, summary: list[dict], per_image: list[dict] | None, info: dict) -> str:
-    """results.md/csv/json (and per_image.csv); returns the Markdown text."""
-    metrics = metric_columns(info["protocols"])
-    columns = ["dataset", "model", *metrics, "images", "runtime_s"]
-    headers = {"dataset": "data set", "images": "images", "runtime_s": "s / image"}
+def _signed(value: float) -> str:
+    return "—" if value != value else f"{value:+.2f}"
+
+
+def compare_markdown(comparisons: list[dict], protocols: list[str], resamples: int) -> str:
+    rows = []
+    for c in comparisons:
+        row = {"dataset": c["dataset"], "a": c["a"], "b": c["b"]}
+        for p in protocols:
+            noise = " ≈" if c[f"{p}/within_noise"] else ""
+            row[p] = (f"{_signed(c[f'{p}/mean'])} [{_signed(c[f'{p}/low'])}, {_signed(c[f'{p}/high'])}]"
+                      f"{noise}")
+        rows.append(row)
+    excluded = sorted({c[f"{p}/excluded"] for c in comparisons for p in protocols} - {0})
+    headers = {"dataset": "data set", "a": "A", "b": "B", **{p: f"ΔPSNR B − A ({p}), 95% CI" for p in protocols}}
+    return ("\n## Is a gap real? (--compare)\n\n"
+            + markdown_table(rows, ["dataset", "a", "b", *protocols], headers)
+            + f"\nPer-image paired PSNR difference B − A (dB): mean and percentile-bootstrap 95% "
+              f"interval ({resamples:,} resamples of the images, seed {SEED}). **≈ marks a gap within "
+              f"noise**: the interval contains 0.\n"
+            + ("Images where a PSNR is infinite (output identical to the ground truth) are left out "
+               "of the differences (see results.json, `excluded`).\n" if excluded else ""))
+
+
+def write_reports(out: Path, summary: list[dict], per_image: list[dict], comparisons: list[dict] | None,
+                  methods: list[Method], info: dict, write_per_image: bool) -> str:
+    """results.md/csv/json/tex (and per_image.csv); returns the Markdown text."""
+    protocols = info["protocols"]
+    metrics = metric_columns(protocols)
+    sizes = [m.size for m in methods if m.size]
+    macs_at = sizes[0]["size"] if sizes else None
+    columns = ["dataset", "method", *metrics, "images", "runtime_s"] + (["params_m", "gmacs"] if sizes else [])
+    headers = {"dataset": "data set", "images": "images", "runtime_s": "s / image", "params_m": "params (M)",
+               "gmacs": f"GMACs at {macs_at}"}
     headers.update({c: f"{c.split('/')[1].upper()} ({c.split('/')[0]})" for c in metrics})
     digits = {c: (2 if c.endswith("psnr") else 4) for c in metrics}
-    digits["runtime_s"] = 3
-    size = info["complexity"]
-    text = (f"# Evaluation of `{info['checkpoint']}`\n\n"
-            + markdown_table(summary, columns, headers, digits)
-            + f"\nModel: {size['params']:,} parameters ({size['params'] / 1e6:.3f} M), "
-              f"{size['gmacs']:.2f} GMACs at {size['size']} (inference path, torch.utils.flop_counter, "
-              f"MACs = FLOPs/2).\n"
-            + f"Settings: device {info['device']}, full-size images, batch 1, "
+    digits.update(runtime_s=3, params_m=3, gmacs=2)
+    md_rows = [dict(r, params_m=r["params"] / 1e6 if r["params"] is not None else None) for r in summary]
+    lines = []
+    for m in methods:
+        if m.kind == "checkpoint":
+            lines.append(f"- `{m.name}`: checkpoint `{m.source}`, {m.size['params']:,} parameters, "
+                         f"{m.size['gmacs']:.2f} GMACs at {m.size['size']} (inference path, "
+                         "torch.utils.flop_counter, MACs = FLOPs/2)"
+                         + (f", scored as saved to {info['bits']}-bit PNG" if info["bits"] else "")
+                         + f"; trained on {info['trained_on'][m.name]}\n")
+        else:
+            lines.append(f"- `{m.name}`: result folder `{m.source}` (files as read; align {info['align']})\n")
+    text = ("# Evaluation\n\n" + markdown_table(md_rows, columns, headers, digits)
+            + (compare_markdown(comparisons, protocols, info["bootstrap"]) if comparisons is not None else "")
+            + "\nRows:\n" + (f"- `{INPUT_ROW}`: the rainy images themselves (no deraining)\n"
+                             if not info["no_input_row"] else "") + "".join(lines)
+            + f"\nSettings: device {info['device']}, full-size images, batch 1, "
               f"tile {info['tile'] or 'none'}, ensemble {'x8' if info['ensemble'] else 'off'}, "
               f"crop border {info['crop_border']}; runtime = mean derain time per image "
-              f"(excludes loading and metrics).\n\nProtocols:\n"
-            + "".join(f"- `{p}`: {info['protocol_notes'].get(p, '')}\n" for p in info["protocols"]))
+              f"(excludes loading and metrics). An identical image has PSNR inf, and a mean over "
+              f"a set containing one is inf.\n\nProtocols:\n"
+            + "".join(f"- `{p}`: {info['protocol_notes'].get(p, '')}\n" for p in protocols))
     write_text(out / "results.md", text)
-    csv_rows = [dict(r, params=size["params"] if r["model"] != INPUT_ROW else None,
-                     **{f"gmacs@{size['size']}": size["gmacs"] if r["model"] != INPUT_ROW else None})
-                for r in summary]
-    write_csv(out / "results.csv", csv_rows, columns + ["params", f"gmacs@{size['size']}"])
-    write_text(out / "results.json", json.dumps({**info, "rows": summary}, indent=2) + "\n")
-    if per_image is not None:
-        keys = [k for k in per_image[0] if k not in ("dataset", "name", "height", "width", "runtime_s")]
+    csv_columns = ["dataset", "method", *metrics, "images", "runtime_s", "params", "gmacs"]
+    write_csv(out / "results.csv", summary, csv_columns)
+    write_text(out / "results.json", json.dumps({**info, "rows": summary, "comparisons": comparisons},
+                                                indent=2) + "\n")
+    set_names = [d["name"] for d in info["datasets"]]
+    labels = list(dict.fromkeys(r["method"] for r in summary))
+    tex = ["% Generated by eval.py; needs \\usepackage{booktabs}. Best bold, second underlined.\n"]
+    for p in protocols:
+        caption = (f"PSNR/SSIM, protocol \\texttt{{{p}}}"
+                   + (f"; GMACs at {macs_at}" if macs_at else "") + ".")
+        tex.append(latex_table(summary, set_names, labels, p, unranked=(INPUT_ROW,), caption=caption,
+                               label=f"tab:results-{p}"))
+    write_text(out / "results.tex", "\n".join(tex))
+    if write_per_image:
+        keys = [k for k in per_image[0] if "/" in k]
         write_csv(out / "per_image.csv", per_image,
-                  ["dataset", "name", "height", "width", "runtime_s", *keys])
+                  ["dataset", "method", "name", "height", "width", "runtime_s", *keys])
     return text
 
 
 PROTOCOL_NOTES = {
     "rgb": "RGB, float prediction (not rounded); PSNR on values clipped to [0,1], SSIM (Gaussian 11/1.5) "
-           "on the unclipped prediction (the HCN authors' table, SPEC.md 8.2)",
+           "on the unclipped prediction (the HCN authors' table)",
     "y": "MATLAB Restormer/MSPFN script: uint8 image, rounded uint8 Y of rgb2ycbcr, PSNR peak 255, "
          "Wang's ssim_index (Rain100H/L, Test100/1200/2800, Rain200H/L, SPA)",
     "y-float": "MATLAB RCDNet/PReNet script: float Y, PSNR peak 1, ssim.m with box-filter "
@@ -209,8 +403,12 @@ def _last_line(exc: Exception) -> str:
     return text.splitlines()[-1] if "Original Traceback" in text else text
 
 
-def default_out_dir(checkpoint: Path) -> Path:
-    label = f"{checkpoint.parent.name}_{checkpoint.stem}" if checkpoint.parent.name else checkpoint.stem
+def default_out_dir(methods: list[Method]) -> Path:
+    if len(methods) == 1 and methods[0].kind == "checkpoint":
+        checkpoint = Path(methods[0].source)
+        label = f"{checkpoint.parent.name}_{checkpoint.stem}" if checkpoint.parent.name else checkpoint.stem
+    else:
+        label = re.sub(r"[^\w.-]+", "_", "-vs-".join(m.name for m in methods))[:80]
     return Path("runs") / "eval" / (label or datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
@@ -219,65 +417,90 @@ def run(args) -> dict:
     args.protocol_list = [p.strip() for p in args.protocols.split(",") if p.strip()]
     unknown = [p for p in args.protocol_list if p not in PROTOCOLS]
     if unknown or not args.protocol_list:
-        raise SystemExit(f"eval.py: error: unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)}")
+        raise EvalError(f"unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)}")
     try:
         tile = resolve_tile(args.tile, 0, 0)  # a fixed size, or None for 0/none/auto
     except ValueError as exc:
-        raise SystemExit(f"eval.py: error: {exc}") from None
+        raise EvalError(str(exc)) from None
     if (tile and not 0 <= args.overlap < tile) or args.overlap < 0 or args.tile_batch < 1:
-        raise SystemExit("eval.py: error: need 0 <= --overlap < --tile and --tile-batch >= 1")
+        raise EvalError("need 0 <= --overlap < --tile and --tile-batch >= 1")
+    if args.bootstrap < 1:
+        raise EvalError("--bootstrap must be >= 1")
 
     device = pick_device(args.device)
-    checkpoint = resolve_checkpoint(args.checkpoint)
+    taken: set = set()
     try:
-        model, cfg = open_model(checkpoint, device, use_ema=not args.no_ema)
-        sets = open_datasets(args, cfg)
-    except (MissingCheckpoint, CheckpointError, DatasetError, ValueError) as exc:
-        raise SystemExit(f"eval.py: error: {exc}") from None
+        methods = open_checkpoints(args, device, taken)
+        # Synthetic sets are made with the first checkpoint's data settings (size, count, seed).
+        data_cfg = methods[0].cfg.data if methods else demo().data
+        sets = open_datasets(args, data_cfg)
+        methods += open_results(args, sets, taken)
+    except (MissingCheckpoint, CheckpointError, DatasetError, ResultsError, ValueError) as exc:
+        raise EvalError(str(exc)) from None
+    checkpoints = [m for m in methods if m.kind == "checkpoint"]
+    others = [m.name for m in checkpoints[1:] if not args.data and
+              (m.cfg.data.synthetic_size, m.cfg.data.synthetic_seed) !=
+              (data_cfg.synthetic_size, data_cfg.synthetic_seed)]
+    if others:
+        log.warning(f"the synthetic sets use {checkpoints[0].name}'s data settings "
+                    f"({data_cfg.synthetic_size} px, seed {data_cfg.synthetic_seed}); "
+                    f"{', '.join(others)} were trained with others")
 
-    out = Path(args.out) if args.out else default_out_dir(checkpoint)
+    out = Path(args.out) if args.out else default_out_dir(methods)
     out.mkdir(parents=True, exist_ok=True)
-    model_label = f"HCN ({checkpoint.parent.name + '/' if checkpoint.parent.name else ''}{checkpoint.name})"
     info = {
-        "checkpoint": str(checkpoint), "device": str(device),
+        "checkpoints": {m.name: m.source for m in checkpoints},
+        "results": {m.name: m.source for m in methods if m.kind == "results"},
+        "device": str(device),
         "tile": "auto (512 above 1 megapixel)" if args.tile == "auto" else tile, "overlap": args.overlap,
         "tile_batch": args.tile_batch, "ensemble": args.ensemble, "crop_border": args.crop_border,
+        "bits": args.bits, "align": args.align, "no_input_row": args.no_input_row,
+        "bootstrap": args.bootstrap if args.compare else None,
         "protocols": args.protocol_list,
         "protocol_notes": {p: PROTOCOL_NOTES.get(p, "") for p in args.protocol_list},
-        "complexity": complexity(model, args.macs_size),
+        "complexity": {m.name: m.size for m in checkpoints},
+        "trained_on": {m.name: trained_on(m.cfg) for m in checkpoints},
         "datasets": [{"name": n, "source": s, "images": len(d)} for n, s, d in sets],
     }
     settings = {**info, "args": {k: v for k, v in vars(args).items() if k != "protocol_list"},
-                "model_config": cfg.to_dict(), "torch": torch.__version__,
-                "python": platform.python_version(),
+                "model_configs": {m.name: m.cfg.to_dict() for m in checkpoints},
+                "torch": torch.__version__, "python": platform.python_version(),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
 
     if device.type == "cuda" and sets:  # untimed warm-up: CUDA context, cuDNN algorithm choice
         first = sets[0][2][0]["rainy"].unsqueeze(0)
-        derain(model, first, tile=resolve_tile(args.tile, *first.shape[-2:]), overlap=args.overlap,
-               tile_batch=args.tile_batch)
+        for m in checkpoints:
+            derain(m.model, first, tile=resolve_tile(args.tile, *first.shape[-2:]), overlap=args.overlap,
+                   tile_batch=args.tile_batch)
 
+    labels = ([] if args.no_input_row else [INPUT_ROW]) + [m.name for m in methods]
+    by_name = {m.name: m for m in methods}
     summary, per_image = [], []
     metric_keys = metric_columns(args.protocol_list)
     for name, _, pairs in sets:
         try:
-            rows = evaluate_set(model, name, pairs, args, device,
+            rows = evaluate_set(name, pairs, methods, args, device,
                                 out / "images" if args.save_images else None)
-        except (DatasetError, ImageReadError) as exc:
-            raise SystemExit(f"eval.py: error: data set {name}: {_last_line(exc)}") from None
-        summary += summarise(name, rows, metric_keys, model_label, not args.no_input_row)
+        except (DatasetError, ImageReadError, ResultsError) as exc:
+            raise EvalError(f"data set {name}: {_last_line(exc)}") from None
+        summary += summarise(name, rows, metric_keys, labels, by_name)
         per_image += rows
-    text = write_reports(out, summary, per_image if args.per_image else None, info)
+    comparisons = (compare(per_image, [n for n, _, _ in sets], labels, args.protocol_list, args.bootstrap)
+                   if args.compare else None)
+    text = write_reports(out, summary, per_image, comparisons, methods, info, args.per_image)
     print("\n" + text)
-    print(f"Wrote {out}/results.md, results.csv, results.json, settings.json"
+    print(f"Wrote {out}/results.md, results.csv, results.json, results.tex, settings.json"
           + (", per_image.csv" if args.per_image else "") + (", images/" if args.save_images else ""))
-    return {**info, "rows": summary, "out": str(out)}
+    return {**info, "rows": summary, "comparisons": comparisons, "out": str(out)}
 
 
-def main(argv=None) -> None:
-    run(parse_args(argv))
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logs.setup(args)
+    run(args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -1,4 +1,5 @@
-"""Training losses: the multi-output negative-SSIM loss and the online-update loss (SPEC 6, 7).
+"""Training losses: the multi-output negative-SSIM loss and the online-update loss
+(docs/method.md#losses, docs/method.md#online-update).
 
 Weights come from the config (`cfg.loss.weights`, `cfg.loss.online_lambda`); nothing is
 hard-coded here.
@@ -10,7 +11,7 @@ from typing import Any, Dict, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from networks.pyramid import pyr_down
+from networks.pyramid import gaussian_pyramid
 from utils.metrics.ssim import ssim_map
 
 BRANCHES = ("bottom", "middle", "top", "half", "quarter")
@@ -34,7 +35,8 @@ class HCNLoss(nn.Module):
 
     `weights` = cfg.loss.weights, in the order of BRANCHES. The 1/2 and 1/4 targets are the
     Gaussian pyramid of `clean` (pyr_down once and twice), built here rather than in the data
-    loader (SPEC B6). A branch that is None in `out` (e.g. half/quarter when the network ran
+    loader (Gaussian pyrDown images, as the released code; the paper says "Laplacian",
+    docs/method.md#losses). A branch that is None in `out` (e.g. half/quarter when the network ran
     with branches=False) is skipped: it adds nothing to the total and has no entry in `terms`.
     """
 
@@ -48,16 +50,19 @@ class HCNLoss(nn.Module):
             raise ValueError(f"HCNLoss weights must be finite, got {weights}")
         self.weights = weights
 
-    def forward(self, out: Any, clean: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, out: Any, clean: torch.Tensor, l1_weight: float = 0.0
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """out: an HCNOutput (attributes bottom, middle, top, half, quarter); clean: [B, 3, H, W].
 
-        Returns (total loss, {"ssim_<branch>": detached SSIM value} for every branch present).
+        `l1_weight` > 0 adds l1_weight * mean |bottom - clean| (cfg.loss.l1_weight; not in the
+        paper): SSIM barely penalises a uniform brightness offset, L1 does.
+        Returns (total loss, {"ssim_<branch>": detached SSIM value} for every branch present,
+        plus "l1_bottom" when the L1 term is on).
         """
         preds = {name: getattr(out, name) for name in BRANCHES}
         targets = {"bottom": clean, "middle": clean, "top": clean}
         if preds["half"] is not None or preds["quarter"] is not None:
-            targets["half"] = pyr_down(clean)
-            targets["quarter"] = pyr_down(targets["half"])
+            _, targets["half"], targets["quarter"] = gaussian_pyramid(clean, 3)
 
         total = None
         terms: Dict[str, torch.Tensor] = {}
@@ -76,13 +81,17 @@ class HCNLoss(nn.Module):
             total = term if total is None else total + term
         if total is None:
             raise ValueError("HCNLoss: every output branch is None, nothing to train on")
+        if l1_weight > 0:
+            l1 = (preds["bottom"] - clean).abs().mean()
+            terms["l1_bottom"] = l1.detach()
+            total = total + l1_weight * l1
         return total, terms
 
 
 def online_update_loss(pred: torch.Tensor, pseudo_label: torch.Tensor, rainy: torch.Tensor,
                        partner_rain: torch.Tensor, lam: float
                        ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """Online-update loss on real images (SPEC 7.2 step 4, B8), lam = cfg.loss.online_lambda.
+    """Online-update loss on real images (docs/method.md#online-update), lam = cfg.loss.online_lambda.
 
     total = mean |pred - pseudo_label|
             + lam * mean_over_batch( sum_over_elements [r > 0] * r * (log r - (rainy - pred)) )

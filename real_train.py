@@ -1,4 +1,4 @@
-"""Online-update fine-tuning on real rainy images (SPEC.md section 7, fig. online_update.png).
+"""Online-update fine-tuning on real rainy images (docs/method.md#online-update).
 
     python real_train.py                                  # demo: embedded "shifted" rain, PSNR before/after
     python real_train.py --data DIR [--init CKPT]          # a folder of real rainy photos (read-only)
@@ -14,13 +14,16 @@ The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when roun
 
 Outputs in runs/<online.name>/: pseudo_labels/ (float32 .npy, current round only),
 rounds/round_<k>/*.png (8-bit previews of B^k), rounds.jsonl (per-round statistics),
-real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k).
+real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k), final.json
+(the before/after scores on the embedded set). Nothing is written before the config, the
+synthetic checkpoint and the images are checked. Exit codes: utils/cli.py.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import logging
 import os
 import shutil
 import sys
@@ -30,12 +33,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args
-from dataset import DatasetError, SyntheticRainStream, open_rainy, synthetic_pairs
+from config import Config, add_config_args, preset_of
+from dataset import SyntheticRainStream, open_rainy, synthetic_pairs
 from utils.synthetic.photos import load_split
 from losses import online_update_loss
 from networks import build_model
-from utils.cli import DEMO_CHECKPOINT, add_run_args, pick_device, resolve_checkpoint
+from utils import logs
+from utils.cli import DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, pick_device, resolve_checkpoint, run_main
+from utils.errors import UserError
 from utils.io import shipped
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
@@ -45,13 +50,15 @@ from utils.engine.run_dir import RunDir, format_metrics, progress
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
-from utils.io.checkpoints import CheckpointError, load_checkpoint, load_weights, published_weights
-from utils.io.images import ImageReadError, to_image, to_tensor, write_image
+from utils.io.checkpoints import load_checkpoint, load_weights, published_weights
+from utils.io.images import to_image, to_tensor, write_image
 from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
 from utils.metrics.scoring import mean_metrics
 from utils.online import OnlineCrops, PseudoLabels
+
+log = logs.get("real_train")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,7 +77,17 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
     overrides = list(args.overrides)
     overrides += [f"online.init={args.init}"] if args.init else []
     overrides += [f"online.data={args.data}"] if args.data else []
-    return resolve_run_config(args.preset, overrides, args.resume, lambda cfg: cfg.online.name)
+    cfg, state, path = resolve_run_config(preset_of(args), overrides, args.resume,
+                                          lambda cfg: cfg.online.name, args.config)
+    if state is not None:
+        epochs = cfg.online.rounds * cfg.online.epochs_per_round
+        labels = PseudoLabels(Path(cfg.train.out_dir) / cfg.online.name / "pseudo_labels")
+        comparing = cfg.online.data is None and bool(cfg.online.compare)  # resume goes on to the comparison runs
+        if int(state.get("epoch", 0)) >= epochs and labels.complete(cfg.online.rounds) and not comparing:
+            raise UserError(f"{path}: this online update is finished ({cfg.online.rounds} rounds); "
+                            f"to run more rounds: python real_train.py --resume {args.resume} "
+                            f"--set online.rounds=N with N > {cfg.online.rounds}")
+    return cfg, state, path
 
 
 def load_images(cfg: Config):
@@ -205,7 +222,7 @@ def guard_failed(run_path: Path, k: int, guard_db: float) -> bool:
 
 def accepted_round(run_path: Path) -> int:
     """The round whose weights are the result (final.pth): the last one the guard accepted."""
-    path = run_path / "final.json"
+    path = run_path / "accepted.json"
     if path.is_file():
         return int(json.loads(path.read_text())["accepted_round"])
     stats = round_stats(run_path)
@@ -238,8 +255,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         if not init_path.is_file():
             hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
                     if oc.init is None else "pass --init with a checkpoint written by train.py")
-            print(f"error: synthetic checkpoint {init_path} not found: {hint}.", file=sys.stderr)
-            return 2
+            raise MissingCheckpoint(f"synthetic checkpoint {init_path} not found: {hint}.")
         init = load_checkpoint(init_path)
         cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
     names, rainy, clean = load_images(cfg)
@@ -247,9 +263,9 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
     guard = in_domain_set(cfg, "val") if oc.guard_db > 0 else None
     keys = [label_key(n) for n in names]
     if len(set(keys)) != len(keys):
-        raise SystemExit("error: two input images map to the same name; rename one of them")
+        raise UserError("two input images map to the same name; rename one of them")
     if len(rainy) < oc.batch_size:
-        raise SystemExit(f"error: {len(rainy)} images but online.batch_size={oc.batch_size}")
+        raise UserError(f"{len(rainy)} images but online.batch_size={oc.batch_size}")
 
     seed_everything(cfg.train.seed)
     run = RunDir(Path(cfg.train.out_dir) / oc.name, log_name="real_train.log",
@@ -265,17 +281,19 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         load_weights(trainer.model, published_weights(init), str(init_path))
         if trainer.ema is not None:
             trainer.ema.load_state_dict(trainer.model.state_dict())
-        try:  # B10: Adam continues from the synthetic state
-            trainer.optimizer.load_state_dict(init["optimizer"])
+        try:  # Adam continues from the synthetic state, as in the released code
+            trainer.load_optimizer_state(init["optimizer"])
             run.log(f"Adam state continued from {init_path}")
         except (KeyError, ValueError, TypeError):
             run.log(f"{init_path} has no usable optimizer state: Adam starts fresh")
         if labels.root.exists():
             shutil.rmtree(labels.root)
-        for stale in ("rounds.jsonl", "final.json", "final.pth"):  # from an earlier run here
+        for stale in ("rounds.jsonl", "accepted.json", "final.json", "final.pth"):  # from an earlier run here
             (run.path / stale).unlink(missing_ok=True)
         run.log(f"init {init_path}; method {oc.method}; {len(rainy)} images from "
                 f"{oc.data or f'the embedded {oc.target} rain on held-out test photos (ground truth hidden)'}")
+    run.log(f"method {oc.method}; loss {oc.loss}" + (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)"
+            if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay} (docs/method.md#online-update)")
     epochs = oc.rounds * oc.epochs_per_round
     steps_per_epoch = len(rainy) // oc.batch_size
     memory_format = torch.channels_last if device.type == "cuda" and cfg.train.channels_last else torch.contiguous_format
@@ -350,8 +368,9 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
 
                     result = trainer.train_step(compute)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.1e}", round=r + 1, refresh=False)
-                    if trainer.step % cfg.train.log_every == 0:
+                    if trainer.step % cfg.train.log_every == 0:  # reading the loss waits for the device
+                        bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.1e}", round=r + 1,
+                                        refresh=False)
                         run.scalars({"online/loss": result.loss, "online/lr": result.lr,
                                      **{f"online/{k}": v for k, v in result.terms.items()}}, trainer.step)
                         run.log(f"round {r + 1} step {trainer.step} " + format_metrics(
@@ -371,12 +390,11 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         trainer.save(trainer.state_dict(), run.path / "latest.pth")
         if info.is_main:
             shutil.copyfile(run.path / f"round_{accepted:03d}.pth", run.path / "final.pth")
-            (run.path / "final.json").write_text(json.dumps(
+            (run.path / "accepted.json").write_text(json.dumps(
                 {"accepted_round": accepted, "stopped_by_guard": accepted < oc.rounds}) + "\n")
         report(cfg, run)
         return 0
-    except TrainingAborted as exc:
-        run.log(str(exc))
+    except TrainingAborted:  # the trainer has logged why
         return 1
     finally:
         bar.close()
@@ -414,6 +432,10 @@ def report(cfg: Config, run: RunDir) -> None:
         print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
         run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
                 f"({after['psnr'] - before['psnr']:+.3f} dB)")
+    final = {"method": cfg.online.method, "rounds": cfg.online.rounds, "accepted_round": last,
+             "final_weights": str(run.path / "final.pth"), "previews": str(run.path / "rounds"),
+             "per_round": [stats[k] for k in sorted(stats)]}
+    run.write_final(final)
     try:  # the per-round curve, when matplotlib is installed
         from utils.online_report import plot
 
@@ -472,42 +494,33 @@ def comparison(cfg: Config, runs: dict[str, Path]) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    logs.setup(args)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        print("error: real_train.py runs as a single process (its data set is a handful of real "
-              "images); launch it with python, not torchrun", file=sys.stderr)
-        return 2
-
-    try:
-        try:
-            cfg, state, path = resolve_config(args)
-        except ValueError as exc:  # a bad --set override
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        device = pick_device(args.device)
-        code = online_update(cfg, state, path, device)
-        if code or cfg.online.data is not None or not cfg.online.compare:
+        raise UserError("real_train.py runs as a single process (its data set is a handful of real "
+                        "images); launch it with python, not torchrun")
+    cfg, state, path = resolve_config(args)
+    device = pick_device(args.device)
+    code = online_update(cfg, state, path, device)
+    if code or cfg.online.data is not None or not cfg.online.compare:
+        return code
+    out = Path(cfg.train.out_dir)
+    runs = {cfg.online.method: out / cfg.online.name}
+    for method in cfg.online.compare:  # (c) and other rows: the same run, other labels
+        sub = copy.deepcopy(cfg)
+        sub.online.method, sub.online.compare = method, ()
+        sub.online.name = f"{cfg.online.name}/compare_{method}"
+        sub_state, sub_path = None, out / sub.online.name / "latest.pth"
+        if args.resume and sub_path.is_file():
+            sub_state = load_checkpoint(sub_path)
+            sub = Config.from_dict(sub_state["config"])
+        print(f"\ncomparison run: online.method={method} in {out / sub.online.name}")
+        code = online_update(sub, sub_state, sub_path if sub_state else None, device)
+        if code:
             return code
-        out = Path(cfg.train.out_dir)
-        runs = {cfg.online.method: out / cfg.online.name}
-        for method in cfg.online.compare:  # (c) and other rows: the same run, other labels
-            sub = copy.deepcopy(cfg)
-            sub.online.method, sub.online.compare = method, ()
-            sub.online.name = f"{cfg.online.name}/compare_{method}"
-            sub_state, sub_path = None, out / sub.online.name / "latest.pth"
-            if args.resume and sub_path.is_file():
-                sub_state = load_checkpoint(sub_path)
-                sub = Config.from_dict(sub_state["config"])
-            print(f"\ncomparison run: online.method={method} in {out / sub.online.name}")
-            code = online_update(sub, sub_state, sub_path if sub_state else None, device)
-            if code:
-                return code
-            runs[method] = out / sub.online.name
-        comparison(cfg, runs)
-        return 0
-    except (CheckpointError, DatasetError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        runs[method] = out / sub.online.name
+    comparison(cfg, runs)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

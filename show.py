@@ -9,7 +9,8 @@ Outputs are PNGs named after the inputs (`<stem>.png`; `<stem>_<ext>.png` when t
 share a stem). Images above one megapixel are derained in overlapping 512 px tiles by
 default (--tile auto), so memory stays bounded for any photo size. The script never
 writes into an input folder and never replaces an existing file unless --overwrite is
-given. Unreadable images are skipped with a warning; the exit status is then 1.
+given. Unreadable images are skipped with a warning; the exit status is then 1. A usage
+error (no input, bad flag, missing checkpoint) exits with 2 before anything is written.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
-                       resolve_checkpoint, resolve_tile, sync)
+from utils import logs
+from utils.cli import (UsageError, add_inference_args, open_model, pick_device, resolve_checkpoint,
+                       resolve_tile, run_main, sync)
 from utils.inference import derain
-from utils.io.checkpoints import CheckpointError
 from utils.io.images import ImageReadError, is_image_file, read_image, to_image, to_tensor, write_image
 from utils.io.panels import contact_sheet, fit_within, side_by_side
 
@@ -36,6 +37,7 @@ SHEET_NAME = "contact_sheet.png"
 # One JSON line per run (inputs, outputs, checkpoint, tiling, model config): appended, so
 # the record of earlier runs into the same folder is never overwritten.
 RUN_LOG_NAME = "show_runs.jsonl"
+log = logs.get("show")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -131,56 +133,52 @@ def planned_outputs(out: Path, names: list[str], args) -> list[Path]:
 
 # ----------------------------------------------------------------------------- main
 def run(args) -> int:
-    """Returns the exit status: 0 when every image was derained, 1 when some failed."""
-    def fail(message: str) -> int:
-        print(f"show.py: error: {message}", file=sys.stderr)
-        return 2
-
+    """Returns the exit status: 0 when every image was derained, 1 when some failed; raises a
+    UserError (exit 2) for a usage error, before anything is written."""
     files, unmatched = expand_inputs(args.inputs)
-    for pattern in unmatched:
-        print(f"show.py: warning: {pattern!r} matched no image file", file=sys.stderr)
     if not files:
-        return fail("no input images found")
+        raise UsageError(f"no input images: {', '.join(repr(p) for p in unmatched)} matched no "
+                         "image file (give image files, folders or glob patterns)")
+    for pattern in unmatched:
+        log.warning(f"{pattern!r} matched no image file")
     out = Path(args.out)
     clean_dir = Path(args.clean) if args.clean else None
     if clean_dir is not None and not clean_dir.is_dir():
-        return fail(f"--clean {clean_dir}: no such folder")
+        raise UsageError(f"--clean {clean_dir}: no such folder")
+    fixed_tile = resolve_tile(args.tile, 1, 1)  # validates the flag before any work
+    if fixed_tile and not 0 <= args.overlap < fixed_tile:
+        raise UsageError(f"--overlap must be in [0, --tile), got {args.overlap} with tile {fixed_tile}")
+    if args.overlap < 0 or args.tile_batch < 1:
+        raise UsageError("--overlap must be >= 0 and --tile-batch >= 1")
     try:
-        fixed_tile = resolve_tile(args.tile, 1, 1)  # validates the flag before any work
-        if fixed_tile and not 0 <= args.overlap < fixed_tile:
-            raise ValueError(f"--overlap must be in [0, --tile), got {args.overlap} with tile {fixed_tile}")
-        if args.overlap < 0 or args.tile_batch < 1:
-            raise ValueError("--overlap must be >= 0 and --tile-batch >= 1")
         names = output_names(files)
         check_output_folder(out, files, planned_outputs(out, names, args))
     except ValueError as exc:
-        return fail(str(exc))
+        raise UsageError(str(exc)) from None
     if not args.overwrite:
         existing = [p for p in planned_outputs(out, names, args) if p.exists()]
         if existing:
-            return fail(f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; "
-                        f"pass --overwrite to replace them or choose another --out")
+            raise UsageError(f"{len(existing)} output file(s) already exist, e.g. {existing[0]}; "
+                             f"pass --overwrite to replace them or choose another --out")
 
     device = pick_device(args.device)
-    try:
-        model, model_cfg = open_model(resolve_checkpoint(args.checkpoint), device, use_ema=not args.no_ema)
-    except (MissingCheckpoint, CheckpointError) as exc:
-        return fail(str(exc))
+    model, model_cfg = open_model(resolve_checkpoint(args.checkpoint), device, use_ema=not args.no_ema)
 
     out.mkdir(parents=True, exist_ok=True)
     settings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": [str(p) for p in files], "outputs": names, "device": str(device),
                 "model_config": model_cfg.to_dict(),
                 "args": {k: v for k, v in vars(args).items()}}
-    with open(out / RUN_LOG_NAME, "a", encoding="utf-8") as log:
-        log.write(json.dumps(settings, default=str) + "\n")
+    with open(out / RUN_LOG_NAME, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(settings, default=str) + "\n")
 
     failed, thumbs, labels = [], [], []
-    bar = tqdm(list(zip(files, names)), desc="derain", unit="img", dynamic_ncols=True)
+    bar = tqdm(list(zip(files, names)), desc="derain", unit="img", dynamic_ncols=True,
+               disable=not logs.bars_enabled())
     for path, name in bar:
         try:
             rainy = read_image(path)
         except ImageReadError as exc:
-            tqdm.write(f"show.py: warning: skipped {exc}", file=sys.stderr)
+            log.warning(f"skipped {exc}")
             failed.append((path, str(exc)))
             continue
         height, width = rainy.shape[:2]
@@ -193,8 +191,8 @@ def run(args) -> int:
         derained = np.clip(to_image(pred), 0.0, 1.0)
         write_image(out / name, derained, bits=args.bits)
         how = f"tiles {tile}/{args.overlap}" if tile and max(height, width) > tile else "whole"
-        tqdm.write(f"{path} ({width}x{height}, {how}{', x8' if args.ensemble else ''}) "
-                   f"-> {out / name}  {seconds:.2f} s")
+        log.info(f"{path} ({width}x{height}, {how}{', x8' if args.ensemble else ''}) "
+                 f"-> {out / name}  {seconds:.2f} s")
 
         if args.panels:
             row, row_labels = [rainy, derained], ["rainy", "derained"]
@@ -203,17 +201,16 @@ def run(args) -> int:
                 try:
                     clean = read_image(clean_path)
                 except ImageReadError as exc:
-                    tqdm.write(f"show.py: warning: ground truth not used: {exc}", file=sys.stderr)
+                    log.warning(f"ground truth not used: {exc}")
                 else:
                     if clean.shape == rainy.shape:
                         row.append(clean)
                         row_labels.append("clean")
                     else:
-                        tqdm.write(f"show.py: warning: {clean_path} is {clean.shape[1]}x{clean.shape[0]}, "
-                                   f"not {width}x{height}: left out of the panel", file=sys.stderr)
+                        log.warning(f"{clean_path} is {clean.shape[1]}x{clean.shape[0]}, "
+                                    f"not {width}x{height}: left out of the panel")
             elif clean_dir is not None:
-                tqdm.write(f"show.py: warning: no ground truth for {path.stem} in {clean_dir}",
-                           file=sys.stderr)
+                log.warning(f"no ground truth for {path.stem} in {clean_dir}")
             write_image(out / PANEL_DIR / name, side_by_side(row, row_labels), bits=args.bits)
         if args.contact_sheet:  # keep small thumbnails only: bounded memory for big folders
             thumbs.append(side_by_side([fit_within(rainy, args.thumb // 2),
@@ -224,20 +221,21 @@ def run(args) -> int:
     if args.contact_sheet and thumbs:
         write_image(out / SHEET_NAME, contact_sheet(thumbs, labels, columns=args.columns,
                                                     thumb=args.thumb))
-        print(f"contact sheet -> {out / SHEET_NAME}")
+        log.info(f"contact sheet -> {out / SHEET_NAME}")
     done = len(files) - len(failed)
     print(f"{done} of {len(files)} image(s) derained into {out}")
     if failed:
-        print(f"{len(failed)} image(s) could not be read and were skipped:", file=sys.stderr)
-        for path, reason in failed:
-            print(f"  {reason}", file=sys.stderr)
+        log.warning(f"{len(failed)} image(s) could not be read and were skipped:\n"
+                    + "\n".join(f"  {reason}" for _, reason in failed))
         return 1
     return 0
 
 
-def main(argv=None) -> None:
-    sys.exit(run(parse_args(argv)))
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logs.setup(args)
+    return run(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -1,4 +1,4 @@
-"""Supervised training on rainy/clean pairs (SPEC.md section 6).
+"""Supervised training on rainy/clean pairs (docs/method.md#losses).
 
     python train.py                                    # demo preset, embedded synthetic set (CPU minutes)
     python train.py --preset paper --data PATH          # the paper recipe on a data set folder
@@ -6,22 +6,31 @@
     torchrun --nproc_per_node=4 train.py --preset paper --data PATH   # DDP, one process per GPU
 
 Outputs go to runs/<name>/ (name = train.name): config.json, latest.pth (periodic, end,
-on SIGINT/SIGTERM), best.pth (best PSNR on the held-out val split), train.log, tb/.
+on SIGINT/SIGTERM), best.pth (best PSNR on the held-out val split), train.log, tb/, and
+final.json (the input-vs-output table on the embedded test split). Nothing is written
+before the config, the data and the resumed checkpoint are checked.
+
+--data needs --preset (or --config): a data set folder with the tiny demo model by default
+would train the wrong model silently. Exit codes: utils/cli.py (0 ok, 2 usage or data error,
+1 runtime failure).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args
+from config import PRESETS, Config, add_config_args, preset_of
 from dataset import PatchDataset, build_train_val, synthetic_from_config, synthetic_stream_from_config
 from losses import HCNLoss
 from networks import build_model, parameter_summary
-from utils.cli import add_run_args
+from utils import logs
+from utils.cli import add_run_args, run_main
+from utils.errors import UserError
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
 from utils.engine.resume import resolve_config as resolve_run_config
@@ -30,8 +39,12 @@ from utils.engine.run_dir import RunDir, format_metrics, progress
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
 from utils.engine.validation import evaluate
-from utils.io.checkpoints import CheckpointError, load_model
+from utils.io.checkpoints import load_model
 from utils.io.panels import side_by_side
+
+log = logs.get("train")
+PRESET_HELP = {"demo": "a tiny model for a CPU, minutes", "standard": "the shipped model's "
+               "recipe, ~90 CPU minutes", "paper": "the published recipe, 75k iterations, a GPU"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +58,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
-    return resolve_run_config(args.preset, overrides, args.resume, lambda cfg: cfg.train.name)
+    names_data = args.data or any(o.strip().startswith("data.root=") for o in args.overrides)
+    if names_data and args.preset is None and args.config is None and not args.resume:
+        raise UserError("a data set needs a model: add --preset "
+                        + " or ".join(f"{name} ({PRESET_HELP.get(name, '')})" for name in
+                                      ("paper", "standard", "demo") if name in PRESETS)
+                        + ", or --config FILE")
+    cfg, state, path = resolve_run_config(preset_of(args), overrides, args.resume,
+                                          lambda cfg: cfg.train.name, args.config)
+    if state is not None and int(state["step"]) >= cfg.train.iterations:
+        raise UserError(f"{path}: this run is finished ({state['step']} of {cfg.train.iterations} "
+                        f"iterations); to train it longer: python train.py --resume {args.resume} "
+                        f"--set train.iterations=N with N > {state['step']}")
+    return cfg, state, path
 
 
 def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
@@ -56,7 +81,7 @@ def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
         patches = PatchDataset(train_pairs, cfg.data.patch_size, cfg.data.augment, seed=cfg.train.seed)
     per_rank = len(patches) // info.world_size
     if per_rank < cfg.train.batch_size:
-        raise SystemExit(f"training set too small: {len(patches)} patches per epoch for "
+        raise UserError(f"training set too small: {len(patches)} patches per epoch for "
                          f"{info.world_size} process(es) x batch {cfg.train.batch_size}; lower "
                          f"train.batch_size or add images")
     sampler = ResumableSampler(patches, num_replicas=info.world_size, rank=info.rank,
@@ -102,13 +127,23 @@ def checkpoint(trainer: Trainer, run: RunDir, best: bool = False) -> None:
 
 
 def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
-          info: distributed.DistInfo, device: torch.device) -> int:
+          info: distributed.DistInfo, device: torch.device, data) -> int:
+    """`data` = build_data(...): built (and so validated) before the run folder is touched."""
     tc = cfg.train
     seed_everything(tc.seed)  # the same initial weights on every rank
     run = RunDir(Path(tc.out_dir) / tc.name, active=info.is_main,
                  purge_step=resume_state["step"] if resume_state else 0)
+    try:
+        return _train(cfg, resume_state, resume_path, info, device, data, run)
+    finally:
+        run.close()
+
+
+def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
+           info: distributed.DistInfo, device: torch.device, data, run: RunDir) -> int:
+    tc = cfg.train
+    patches, sampler, loader, generator, val_pairs = data
     run.save_config(cfg)
-    patches, sampler, loader, generator, val_pairs = build_data(cfg, info, pin=device.type == "cuda")
     model = build_model(cfg.model)
     trainer = Trainer(cfg, model, device, info, run, lr=tc.lr,
                       milestones=milestone_steps(tc.iterations, tc.milestones))
@@ -123,6 +158,8 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
             f"{len(patches)} training patches/epoch, {len(val_pairs)} val images; "
             f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}")
     run.log(parameter_summary(model))
+    run.log("loss = -(weighted sum of the five outputs' SSIMs): negative, lower is better, "
+            f"-{sum(cfg.loss.weights):.3f} at best (docs/method.md#losses)")
     criterion = HCNLoss(cfg.loss.weights).to(device)
     memory_format = torch.channels_last if device.type == "cuda" and tc.channels_last else torch.contiguous_format
 
@@ -134,7 +171,8 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
             out = net(rainy, branches=True)
             # The loss runs in float32 even under autocast (SSIM variances need it).
             out = type(out)(*(t.float() if t is not None else None for t in out))
-            return criterion(out, clean)
+            on = cfg.loss.l1_weight if trainer.step >= cfg.loss.l1_start else 0.0
+            return criterion(out, clean, l1_weight=on)
         return compute
 
     bar = progress(tc.iterations, trainer.step, tc.name, active=info.is_main)
@@ -145,9 +183,12 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 for batch in loader:
                     result = trainer.train_step(loss_on(batch))
                     bar.update(1)
-                    bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", refresh=False)
                     step = trainer.step
+                    # Reading the loss waits for the device: only at logging steps.
                     if step % tc.log_every == 0 or step == tc.iterations:
+                        if step % tc.log_every:
+                            trainer.check_bad_steps(result)
+                        bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", refresh=False)
                         scalars = {"train/loss": result.loss, "train/lr": result.lr,
                                    "train/grad_norm": result.grad_norm}
                         scalars.update({f"train/{k}": v for k, v in result.terms.items()})
@@ -163,6 +204,7 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                     if improved or step % tc.ckpt_every == 0 or step == tc.iterations:
                         checkpoint(trainer, run, best=improved)
                     if trainer.should_stop(stop.requested):
+                        trainer.check_bad_steps()
                         checkpoint(trainer, run)
                         run.log(f"stopped by {stop.signal_name or 'a signal on another rank'} at "
                                 f"step {step}; checkpoint saved to {run.path / 'latest.pth'}. "
@@ -173,57 +215,63 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 else:
                     trainer.epoch += 1
                     trainer.batch_in_epoch = 0
-    except TrainingAborted as exc:
-        run.log(str(exc))
+    except TrainingAborted:  # the trainer has logged why
         return 1
     finally:
         bar.close()
-        run.close()
     if trainer.best_step < 0:  # no val split (data.val_fraction=0): best = last
         trainer.save(trainer.state_dict(), run.path / "best.pth")
     if info.is_main:
-        report_test(cfg, run.path, device)
+        report_test(cfg, run, device)
     return 0
 
 
-def report_test(cfg: Config, run_path: Path, device: torch.device) -> None:
-    """Rainy input vs derained output on the embedded test split (model: best.pth)."""
-    print(f"best checkpoint: {run_path / 'best.pth'}")
+def report_test(cfg: Config, run: RunDir, device: torch.device) -> dict:
+    """Rainy input vs derained output on the embedded test split (model: best.pth): printed
+    on stdout, logged, and written to runs/<name>/final.json."""
+    run_path = run.path
+    final = {"best_checkpoint": str(run_path / "best.pth"), "test": []}
+    lines = [f"best checkpoint: {run_path / 'best.pth'}"]
     if cfg.data.root is not None:
-        print("evaluate it on your test sets with: python eval.py --checkpoint "
-              f"{run_path / 'best.pth'} --data TEST_FOLDER")
-        return
-
-    model, _ = load_model(run_path / "best.pth", device)
-    # The trained style, plus the held-out style when training used randomised rain.
-    presets = [cfg.data.synthetic_preset] + (["gusty"] if cfg.data.synthetic_preset == "mixed" else [])
-    for preset in presets:
-        test = synthetic_from_config(cfg.data, "test", preset=preset)
-        result = evaluate(model, test, device, protocols=("rgb", "y"), panels=0)
-        fin, fout = result["input"], result["output"]
-        print(f"\nembedded test split ({preset} rain, {result['count']} images, "
-              f"{cfg.data.synthetic_size}px):")
-        print(f"  {'':16s}{'PSNR rgb':>10s}{'SSIM rgb':>10s}{'PSNR y':>10s}{'SSIM y':>10s}")
-        for label, m in (("rainy input", fin), ("derained output", fout)):
-            print(f"  {label:16s}{m['rgb/psnr']:10.2f}{m['rgb/ssim']:10.4f}{m['y/psnr']:10.2f}{m['y/ssim']:10.4f}")
-        print(f"  gain: {fout['rgb/psnr'] - fin['rgb/psnr']:+.2f} dB PSNR (rgb), "
-              f"{fout['rgb/ssim'] - fin['rgb/ssim']:+.4f} SSIM")
+        lines.append("evaluate it on your test sets with: python eval.py --checkpoint "
+                     f"{run_path / 'best.pth'} --data TEST_FOLDER")
+    else:
+        model, _ = load_model(run_path / "best.pth", device)
+        # The trained style, plus the held-out style when training used randomised rain.
+        presets = [cfg.data.synthetic_preset] + (["gusty"] if cfg.data.synthetic_preset == "mixed" else [])
+        for preset in presets:
+            test = synthetic_from_config(cfg.data, "test", preset=preset)
+            result = evaluate(model, test, device, protocols=("rgb", "y"), panels=0)
+            fin, fout = result["input"], result["output"]
+            final["test"].append({"split": "embedded synthetic test", "preset": preset,
+                                  "images": result["count"], "size": cfg.data.synthetic_size,
+                                  "input": fin, "output": fout})
+            lines += [f"\nembedded test split ({preset} rain, {result['count']} images, "
+                      f"{cfg.data.synthetic_size}px):",
+                      f"  {'':16s}{'PSNR rgb':>10s}{'SSIM rgb':>10s}{'PSNR y':>10s}{'SSIM y':>10s}"]
+            for label, m in (("rainy input", fin), ("derained output", fout)):
+                lines.append(f"  {label:16s}{m['rgb/psnr']:10.2f}{m['rgb/ssim']:10.4f}"
+                             f"{m['y/psnr']:10.2f}{m['y/ssim']:10.4f}")
+            lines.append(f"  gain: {fout['rgb/psnr'] - fin['rgb/psnr']:+.2f} dB PSNR (rgb), "
+                         f"{fout['rgb/ssim'] - fin['rgb/ssim']:+.4f} SSIM")
+    text = "\n".join(lines)
+    print(text, flush=True)  # the results: stdout; the log file gets them too, and final.json
+    logs.to_files(logging.INFO, "final results (also in final.json):\n" + text)
+    run.write_final(final)
+    return final
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-
-    try:
-        cfg, state, path = resolve_config(args)
-    except (CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    logs.setup(args)
+    cfg, state, path = resolve_config(args)  # config, --resume checkpoint: UserError -> exit 2
     info, device = distributed.setup(args.device)
     try:
-        return train(cfg, state, path, info, device)
+        data = build_data(cfg, info, pin=device.type == "cuda")  # the data: before any file is written
+        return train(cfg, state, path, info, device, data)
     finally:
         distributed.cleanup(info)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

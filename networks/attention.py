@@ -1,4 +1,4 @@
-"""MINE: the patch-based scale-content similarity mining operator of BiSCSM (SPEC 4.3, B7).
+"""MINE: the patch-based scale-content similarity mining operator of BiSCSM (docs/method.md#biscsm).
 
 Given a query map q and another-scale map o (same channels, any sizes), every 3x3
 patch of the query embedding theta(q) is compared with the L2-normalised 3x3 patches of
@@ -138,35 +138,3 @@ class MINE(nn.Module):
                      padding=_KSIZE // 2)
         # fold returns NCHW; keep the network's channels-last layout for the next convs.
         return (out / _PASTE_DIVISOR + q).contiguous(memory_format=torch.channels_last)
-
-
-def mine_reference(module: MINE, q: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-    """Test oracle: the authors' formulation, unchunked, written independently of MINE.forward.
-
-    Scores are a correlation of the zero-padded query embedding with every normalised key
-    patch used as a conv kernel; pasting is a transposed conv with the value patches as
-    kernels. Batched with grouped convolutions (one group per sample). Memory is the full
-    L x h x w map, so use it on small inputs only.
-    """
-    batch, channels, height, width = q.shape
-    inner = module.theta[0].out_channels
-
-    def kernels(emb: torch.Tensor, size: int) -> torch.Tensor:
-        # [B, size*9, L] patches -> [B*L, size, 3, 3] conv kernels
-        p = _patches(emb)
-        return p.transpose(1, 2).reshape(batch * p.shape[2], size, _KSIZE, _KSIZE)
-
-    key_k = torch.cat([kernels(module.g(q), inner).view(batch, -1, inner, 3, 3),
-                       kernels(module.g(o), inner).view(batch, -1, inner, 3, 3)], dim=1)
-    norms = key_k.flatten(2).norm(dim=2).clamp_min(_KEY_EPS)
-    key_k = (key_k / norms[..., None, None, None]).flatten(0, 1)
-    val_k = torch.cat([kernels(module.f(q), channels).view(batch, -1, channels, 3, 3),
-                       kernels(module.f(o), channels).view(batch, -1, channels, 3, 3)], dim=1)
-    n_keys = val_k.shape[1]
-    val_k = val_k.flatten(0, 1)
-    theta = module.theta(q).reshape(1, batch * inner, height, width)
-    scores = F.conv2d(theta, key_k, padding=1, groups=batch)  # [1, B*L, h, w]
-    attn = torch.softmax(module.softmax_scale * scores.view(batch, n_keys, height, width), dim=1)
-    pasted = F.conv_transpose2d(attn.reshape(1, batch * n_keys, height, width), val_k,
-                                padding=1, groups=batch)
-    return pasted.view(batch, channels, height, width) / _PASTE_DIVISOR + q

@@ -1,10 +1,11 @@
-"""BiSCSM: bidirectional scale-content similarity mining at a module's bottleneck (SPEC 4).
+"""BiSCSM: bidirectional scale-content similarity mining at a module's bottleneck
+(docs/method.md#biscsm).
 
 Pyramid P1 (input) -> P2 -> P3 -> P4 by 2x max pooling. Down2Up (coarse to fine):
 A1 = PEC(P4); D_k = MINE(q = finer level, o = processed coarser level); A_{k+1} = PEC(D_k).
 Up2Down (fine to coarse): U0 = PEC(A4); E_k = MINE(q = A at the coarser level, o = U);
 U_k = PEC(E_k), ending at the top level with query A1 (the figure; the authors' code
-used A2, bug B4). Output: LReLU(Conv1x1(cat[P1, A4, U0, up(P4), up(A1), up(U3)])).
+used A2, docs/method.md#released-code-bugs). Output: LReLU(Conv1x1(cat[P1, A4, U0, up(P4), up(A1), up(U3)])).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ _PE_BASE = 10000.0
 
 def positional_embedding(channels: int, height: int, width: int, dtype=torch.float32,
                          device=None) -> torch.Tensor:
-    """Fixed 2-D sinusoidal embedding [1, channels, height, width] (SPEC 4.2).
+    """Fixed 2-D sinusoidal embedding [1, channels, height, width] (docs/method.md#biscsm).
 
     With n = ceil(channels / 4) frequencies f_k = 10000^(-2k / (2n)): channels [0, n) are
     sin(row * f_k), [n, 2n) cos(row * f_k), [2n, 3n) sin(col * f_k), [3n, 4n) cos(col * f_k),
@@ -63,7 +64,7 @@ class BiSCSM(nn.Module):
         self.legacy = legacy
         self.down_pec = nn.ModuleList(PEC(channels) for _ in range(LEVELS))  # PEC11..PEC14
         self.up_pec = nn.ModuleList(PEC(channels) for _ in range(LEVELS))  # PEC21..PEC24
-        # One MINE per level and direction; legacy mode shares index 0 (bug B3).
+        # One MINE per level and direction; legacy mode shares index 0 (as the released code).
         self.down_mine = nn.ModuleList(MINE(channels, reduction, softmax_scale, chunk)
                                        for _ in range(LEVELS - 1))
         self.up_mine = nn.ModuleList(MINE(channels, reduction, softmax_scale, chunk)
@@ -81,7 +82,7 @@ class BiSCSM(nn.Module):
             mine = self.down_mine[0 if self.legacy else k]
             a.append(self.down_pec[k + 1](mine(pyramid[LEVELS - 2 - k], a[-1])))
 
-        # Up2Down: queries A3, A2, then A1 (legacy: A2 again, bug B4). a[j] lives at pyramid
+        # Up2Down: queries A3, A2, then A1 (legacy: A2 again, as the released code). a[j] lives at pyramid
         # level LEVELS-1-j (0 = finest), and so does the U computed from it.
         u = [self.up_pec[0](a[-1])]
         top_level = LEVELS - 1

@@ -1,9 +1,10 @@
-"""Residual block (RB) and dense residual group DRG(n) of the N_mn modules (SPEC 3.1, 3.2).
+"""Residual block (RB) and dense residual group DRG(n) of the N_mn modules
+(docs/method.md#architecture).
 
 DRG(n): s_0 = x, L = [x]; for i = 1..n: r_i = RB_i(s_{i-1} + skip_i), L += [r_i],
 s_i = LReLU(Conv1x1(concat(L))). Returns s_n and [r_1..r_n].
 
-The dense concatenations dominate the authors' cost (ORIGINAL_PERF.md: 7.4 GiB of saved
+The dense concatenations dominate the released code's cost (measured: 7.4 GiB of saved
 tensors in a 224x224 training step, and most of the convolution time). Two code paths
 compute the same function:
 * no autograd (inference): the 1x1 convs are never applied to a concatenation; each
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SLOPE = 0.2  # LeakyReLU slope used everywhere (SPEC section 1)
+SLOPE = 0.2  # LeakyReLU slope used everywhere (docs/method.md#architecture)
 
 
 class ResidualBlock(nn.Module):

@@ -1,8 +1,8 @@
-"""HCN: the high-order collaborative network (SPEC section 2), top level.
+"""HCN: the high-order collaborative network (docs/method.md#architecture), top level.
 
 Bottom B = {N11, N12, N13}, middle M = {N21, N22}, top T = {N31}; each sub-network has
 its own feature-extraction head on the rainy image O, and every output is O minus a
-predicted rain layer. Wiring (SPEC 2.2, first operand = first channels):
+predicted rain layer. Wiring (first operand = first channels):
   F11 = N11(E_B)                     F21 = N21(up2(cat[F11, E_M]))
   F31 = N31(up3(cat[F21, E_T]))      F12 = N12(fusion11(cat[F21, F11]))
   F22 = N22(fusion21(cat[F31, F21])) F13 = N13(fusion12(cat[F22, F12]))
@@ -10,10 +10,10 @@ predicted rain layer. Wiring (SPEC 2.2, first operand = first channels):
 Multi-scale compact constraint branches (training only; they never affect `bottom`):
   half    = O/2 - IC_half(N12(N21(up2(cat[N11(FE_half_a(O/2)), FE_half_b(O/2)]))))
   quarter = O/4 - IC_quarter(N11(FE_quarter(O/4)))
-with O/2 = pyr_down(O), O/4 = pyr_down(O/2) (Gaussian pyramid, SPEC B6).
-`legacy_code_quirks` restores the authors' code bugs B1-B5: N31 runs in N13's place, the
+with O/2 = pyr_down(O), O/4 = pyr_down(O/2) (Gaussian pyramid, docs/method.md#losses).
+`legacy_code_quirks` restores the released code's bugs (docs/method.md#released-code-bugs): N31 runs in N13's place, the
 decoder reuses one fusion, one MINE per direction is shared, the top Up2Down query is A2
-(B5, the 1/2 branch without fusion11, is the default in both modes). All parameters stay
+(the released 1/2 branch, without fusion11, is the default in both modes). All parameters stay
 registered, so state dicts have the same keys either way.
 """
 from __future__ import annotations

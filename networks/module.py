@@ -1,4 +1,5 @@
-"""N_mn: the encoder-decoder building block of every sub-network (SPEC section 3.3).
+"""N_mn: the encoder-decoder building block of every sub-network
+(docs/method.md#architecture).
 
 Enc: DRG(n1) at full size -> pool -> DRG(n2) at 1/2 -> pool -> DRG(n3) at 1/4 -> BiSCSM.
 Dec: DRG(n3) at 1/4 -> Conv1x1(cat[X2, up]) -> DRG(n2) at 1/2 -> Conv1x1(cat[X1, up])
@@ -34,7 +35,7 @@ class DerainModule(nn.Module):
         # decoder[k] mirrors encoder[k] (decoder[2] runs first, at 1/4 scale).
         self.decoder = nn.ModuleList(DenseResidualGroup(channels, n) for n in encoder_blocks)
         self.fuse_half = nn.Conv2d(2 * channels, channels, 1)  # authors' fusion1 (no activation)
-        self.fuse_full = nn.Conv2d(2 * channels, channels, 1)  # authors' fusion2 (unused there, B2)
+        self.fuse_full = nn.Conv2d(2 * channels, channels, 1)  # the released fusion2 (unused there)
 
     def _group(self, group: DenseResidualGroup, x: torch.Tensor, skips=None,
                keep_members: bool = True, workspace=None):

@@ -1,4 +1,5 @@
-"""Gaussian image pyramid, matching OpenCV's pyrDown (the paper's "Laplacian" levels, SPEC B6).
+"""Gaussian image pyramid, matching OpenCV's pyrDown (the paper's "Laplacian"
+levels, docs/method.md#losses).
 
 pyrDown = 5x5 binomial [1, 4, 6, 4, 1]^2 / 256 with reflect-101 borders, keeping every
 second pixel, so a side of n becomes ceil(n / 2). Done in torch so the losses and the

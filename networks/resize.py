@@ -2,7 +2,7 @@
 
 The authors pool with floor semantics (dropping odd rows) and upsample back with
 non-integer nearest-neighbour ratios, and they crash when a side falls below 1 pixel
-(SPEC section 1). Here every pooling first pads its input to even sides (reflect, or
+(docs/method.md#faithfulness). Here every pooling first pads its input to even sides (reflect, or
 replicate when a side is 1 pixel and reflect is impossible), so a side n becomes
 ceil(n / 2) and never reaches 0. Upsampling is exact nearest by 2**k followed by a crop,
 so pixel i of a level always lines up with pixel i // 2**k of the coarser one.

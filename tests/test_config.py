@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from config import Config, add_config_args, build_config, config_from_args, demo, paper
+from config import Config, ConfigError, add_config_args, build_config, config_from_args, demo, paper
 
 
 def test_paper_preset_matches_published_recipe():
@@ -37,13 +37,41 @@ def test_overrides_are_typed():
     ("train.lr", "section.field=value"),
     ("nosection.lr=1", "no section"),
     ("train.nofield=1", "has no field"),
-    ("train.iterations=abc", "cannot parse"),
-    ("train.iterations=1.5", "expected int"),
-    ("train.amp=maybe", "boolean"),
+    ("train.iterations=abc", "train.iterations expects an integer"),
+    ("train.iterations=1.5", "expects an integer"),
+    ("train.amp=maybe", "true or false"),
+    ("train.lr=abc", "train.lr expects a number"),
+    ("model.encoder_blocks=(1,1)", "tuple of 3 integers"),
 ])
 def test_bad_overrides_name_the_problem(bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):  # a UserError (exit 2) and a ValueError
         build_config("paper", [bad])
+
+
+def test_overrides_parse_by_the_field_type_not_the_look_of_the_value():
+    cfg = build_config("demo", ["data.root=2024", "train.name=1e3", "online.init=none",
+                                "train.milestones=0.5", "online.lr_steps=((2, 1e-5),)",
+                                "loss.weights=1,1,1,0.1,0"])
+    assert cfg.data.root == "2024" and cfg.train.name == "1e3" and cfg.online.init is None
+    assert cfg.train.milestones == (0.5,) and cfg.online.lr_steps == ((2, 1e-5),)
+    assert cfg.loss.weights == (1.0, 1.0, 1.0, 0.1, 0.0) and isinstance(cfg.loss.weights[4], float)
+
+
+def test_config_file_round_trip_with_set_on_top(tmp_path):
+    saved = build_config("standard", ["train.lr=3e-4"])
+    saved.save(tmp_path / "config.json")
+    parser = argparse.ArgumentParser()
+    add_config_args(parser, default_preset="demo")
+    args = parser.parse_args(["--config", str(tmp_path), "--set", "train.iterations=7"])
+    cfg = config_from_args(args)
+    assert cfg.train.iterations == 7 and cfg.train.lr == 3e-4
+    cfg.train.iterations = saved.train.iterations
+    assert cfg == saved
+    with pytest.raises(ConfigError, match="not both"):
+        config_from_args(parser.parse_args(["--config", str(tmp_path), "--preset", "demo"]))
+    (tmp_path / "bad.json").write_text('{"train": {"lr": "fast"}}')
+    with pytest.raises(ConfigError, match=r"bad.json: config.train.lr: expected a number"):
+        build_config(config_file=tmp_path / "bad.json")
 
 
 def test_unknown_preset():

@@ -1,8 +1,10 @@
-"""eval.py: tables in md/csv/json, the 'no deraining' row, per-image output, clear errors."""
+"""eval.py: tables in md/csv/json/tex, the rainy input row, several checkpoints, result folders
+(pairing, alignment, errors), --compare, per-image output, clear errors."""
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,26 +12,30 @@ import pytest
 import torch
 
 import eval as evaluate_script
+import show
+from config import demo
+from dataset import synthetic_from_config
+from networks import build_model
+from utils.cli import run_main
+from utils.errors import UserError
+from utils.io.checkpoints import save_checkpoint
 from utils.io.images import read_image, write_image
 from utils.metrics.protocols import image_metrics
+from utils.synthetic.sets import write_rainy_set
 
 
-def make_checkpoint(path: Path) -> Path:
-    from config import demo
-    from networks import build_model
-    from utils.io.checkpoints import save_checkpoint
-
+def make_checkpoint(path: Path, seed: int = 0) -> Path:
     cfg = demo()
     cfg.model.channels, cfg.model.encoder_blocks = 4, (1, 1, 1)
     cfg.data.synthetic_size = 48
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict()}, path)
     return path
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+    return make_checkpoint(tmp_path_factory.mktemp("x") / "ckpt" / "tiny.pth")
 
 
 @pytest.fixture
@@ -56,31 +62,32 @@ def test_eval_folder_writes_tables_and_input_row(paired, tmp_path, checkpoint):
     out = tmp_path / "ev"
     result = run(["--data", f"tiny={paired}", "--out", str(out), "--per-image", "--save-images"],
                  checkpoint)
-    for name in ("results.md", "results.csv", "results.json", "settings.json", "per_image.csv"):
+    for name in ("results.md", "results.csv", "results.json", "results.tex", "settings.json",
+                 "per_image.csv"):
         assert (out / name).is_file(), name
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [(r["dataset"], r["model"]) for r in rows] == [("tiny", rows[0]["model"]),
-                                                         ("tiny", "no deraining")]
-    assert rows[0]["model"].startswith("HCN") and all(r["images"] == 2 for r in rows)
-    assert rows[0]["runtime_s"] > 0 and rows[1]["runtime_s"] is None
+    assert [(r["dataset"], r["method"]) for r in rows] == [("tiny", "rainy input"), ("tiny", "ckpt")]
+    assert all(r["images"] == 2 for r in rows)
+    assert rows[1]["runtime_s"] > 0 and rows[0]["runtime_s"] is None and rows[0]["params"] is None
 
-    # The "no deraining" row is exactly the metrics of the rainy inputs.
+    # The rainy input row is exactly the metrics of the rainy inputs.
     expected = [image_metrics(read_image(paired / "input" / f"{i}.png"),
                               read_image(paired / "target" / f"{i}.png")) for i in range(2)]
     for key in expected[0]:
-        assert rows[1][key] == pytest.approx(np.mean([e[key] for e in expected]), abs=1e-9)
+        assert rows[0][key] == pytest.approx(np.mean([e[key] for e in expected]), abs=1e-9)
 
     md = (out / "results.md").read_text()
-    assert "PSNR (rgb)" in md and "SSIM (y-float)" in md and "no deraining" in md and "GMACs at 64x64" in md
+    assert "PSNR (rgb)" in md and "SSIM (y-float)" in md and "rainy input" in md and "GMACs at 64x64" in md
     with (out / "results.csv").open() as handle:
         table = list(csv.DictReader(handle))
-    assert len(table) == 2 and float(table[0]["params"]) == result["complexity"]["params"]
+    assert len(table) == 2 and float(table[1]["params"]) == result["complexity"]["ckpt"]["params"]
     with (out / "per_image.csv").open() as handle:
         per_image = list(csv.DictReader(handle))
-    assert sorted(r["name"] for r in per_image) == ["0", "1"]
-    assert len(list((out / "images" / "tiny").glob("*.png"))) == 2
+    assert sorted((r["method"], r["name"]) for r in per_image) == [
+        ("ckpt", "0"), ("ckpt", "1"), ("rainy input", "0"), ("rainy input", "1")]
+    assert len(list((out / "images" / "ckpt" / "tiny").glob("*.png"))) == 2
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["model_config"]["model"]["channels"] == 4 and settings["tile"] is None
+    assert settings["model_configs"]["ckpt"]["model"]["channels"] == 4 and settings["tile"] is None
 
 
 def test_eval_several_sets_tiled_one_protocol(paired, tmp_path, checkpoint):
@@ -97,15 +104,144 @@ def test_eval_default_is_embedded_synthetic_sets(tmp_path, checkpoint):
     out = tmp_path / "ev3"
     run(["--synthetic-count", "2", "--protocols", "rgb", "--out", str(out)], checkpoint)
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [(r["dataset"], r["model"] == "no deraining") for r in rows] == [
-        (f"synthetic-{p}", flag) for p in ("light", "heavy", "shifted") for flag in (False, True)]
+    assert [(r["dataset"], r["method"]) for r in rows] == [
+        (f"synthetic-{p}", label) for p in ("light", "heavy", "shifted", "mixed", "gusty")
+        for label in ("rainy input", "ckpt")]
 
 
 def test_eval_errors(tmp_path, checkpoint, monkeypatch):
-    with pytest.raises(SystemExit, match="python train.py"):
+    with pytest.raises(UserError, match="python train.py"):
         monkeypatch.chdir(tmp_path)
         evaluate_script.run(evaluate_script.parse_args([]))
-    with pytest.raises(SystemExit, match="no such"):
+    with pytest.raises(UserError, match="no such"):
         run(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], checkpoint)
-    with pytest.raises(SystemExit, match="unknown protocol"):
+    with pytest.raises(UserError, match="unknown protocol"):
         run(["--protocols", "rgb,psnr-hvs"], checkpoint)
+
+
+# ----------------------------------------------------------------------------- result folders
+def results_run(argv, tmp_path, monkeypatch=None):
+    """eval.py without any checkpoint; a model being opened fails the test."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(evaluate_script, "open_model",
+                            lambda *a, **k: pytest.fail("a model was loaded for --results only"))
+    args = evaluate_script.parse_args([*argv, "--device", "cpu", "--workers", "0"])
+    return evaluate_script.run(args)
+
+
+def test_results_folders_table_without_model(paired, tmp_path, monkeypatch):
+    """Another method's outputs (named 0_derain.png), the ground truth itself, and --compare."""
+    method = tmp_path / "prenet"
+    for i in range(2):
+        clean = read_image(paired / "target" / f"{i}.png")
+        write_image(method / f"{i}_derain.png", np.clip(clean + 0.02, 0, 1))
+    out = tmp_path / "ev"
+    result = results_run(["--data", f"tiny={paired}", "--results", f"PReNet={method}",
+                          "--results", f"GT={paired / 'target'}", "--compare", "--bootstrap", "200",
+                          "--out", str(out)], tmp_path, monkeypatch)
+    rows = result["rows"]
+    assert [r["method"] for r in rows] == ["rainy input", "PReNet", "GT"]
+    assert rows[2]["rgb/psnr"] == float("inf") and rows[2]["y/ssim"] == pytest.approx(1.0)
+    expected = np.mean([image_metrics(read_image(method / f"{i}_derain.png"),
+                                      read_image(paired / "target" / f"{i}.png"))["y/psnr"] for i in range(2)])
+    assert rows[1]["y/psnr"] == pytest.approx(expected, abs=1e-12)
+    assert rows[1]["params"] is None and result["complexity"] == {}
+    # Identical images: inf in json (Infinity), "inf" in md, $\infty$ in tex, left out of --compare.
+    assert json.loads((out / "results.json").read_text())["rows"][2]["rgb/psnr"] == float("inf")
+    md = (out / "results.md").read_text()
+    assert "| tiny | GT | inf |" in md and "Is a gap real?" in md and "left out" in md
+    assert r"\textbf{$\infty$}" in (out / "results.tex").read_text()
+    gt_vs_input = [c for c in result["comparisons"] if (c["a"], c["b"]) == ("rainy input", "GT")][0]
+    assert gt_vs_input["rgb/images"] == 0 and gt_vs_input["rgb/excluded"] == 2
+    prenet_vs_input = [c for c in result["comparisons"] if c["b"] == "PReNet"][0]
+    assert prenet_vs_input["rgb/mean"] == pytest.approx(rows[1]["rgb/psnr"] - rows[0]["rgb/psnr"])
+
+
+def test_results_crop_alignment(paired, tmp_path, monkeypatch):
+    """A method that crops to even sizes: error by default, top-left crop of the GT with --align crop."""
+    method = tmp_path / "cropper"
+    outputs = []
+    for i in range(2):
+        clean = read_image(paired / "target" / f"{i}.png")
+        outputs.append(np.clip(clean[:-3, :-2] * 0.9, 0, 1))
+        write_image(method / f"{i}.png", outputs[-1])
+    argv = ["--data", str(paired), "--results", f"C={method}", "--protocols", "y", "--out", str(tmp_path / "o")]
+    with pytest.raises(UserError, match=r"2 mis-sized .*46x37 vs 48x40.*--align crop"):
+        results_run(argv, tmp_path, monkeypatch)
+    rows = results_run([*argv, "--align", "crop"], tmp_path, monkeypatch)["rows"]
+    expected = [image_metrics(read_image(method / f"{i}.png"),
+                              read_image(paired / "target" / f"{i}.png")[:outputs[i].shape[0], :outputs[i].shape[1]],
+                              ("y",))["y/psnr"] for i in range(2)]
+    assert rows[1]["y/psnr"] == pytest.approx(np.mean(expected), abs=1e-12)
+
+
+def test_results_errors_are_one_line_exit_2(paired, tmp_path, capsys, monkeypatch):
+    method = tmp_path / "partial"
+    write_image(method / "0.png", read_image(paired / "target" / "0.png"))
+    write_image(method / "extra_9.png", read_image(paired / "target" / "0.png"))
+    for argv, message in [
+            ([f"M={method}"], r"1 ground-truth image\(s\) without a result: 1; 1 result file\(s\) "
+                              r"without ground truth: extra_9.png"),
+            ([f"M={tmp_path / 'nowhere'}"], "no such folder")]:
+        code = run_main(evaluate_script.main, ["--data", str(paired), "--results", *argv, "--device",
+                                               "cpu", "--out", str(tmp_path / "o")])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+        assert re.search(message, err), err
+    # Two data sets: a result folder needs one subfolder per set.
+    with pytest.raises(UserError, match="no subfolder"):
+        results_run(["--data", f"a={paired}", "--data", f"b={paired}", "--results",
+                     f"M={paired / 'target'}"], tmp_path)
+
+
+def test_several_checkpoints_one_table(paired, tmp_path, checkpoint):
+    other = make_checkpoint(tmp_path / "other" / "best.pth", seed=1)
+    args = evaluate_script.parse_args(["--data", str(paired), "--checkpoint", f"first={checkpoint}",
+                                       "--checkpoint", str(other), "--protocols", "rgb",
+                                       "--device", "cpu", "--workers", "0", "--macs-size", "64",
+                                       "--out", str(tmp_path / "o")])
+    rows = evaluate_script.run(args)["rows"]
+    assert [r["method"] for r in rows] == ["rainy input", "first", "other"]
+    assert rows[1]["rgb/psnr"] != rows[2]["rgb/psnr"] and rows[1]["params"] == rows[2]["params"]
+    tex = (tmp_path / "o" / "results.tex").read_text()
+    assert "Params (M) & GMACs" in tex and tex.count(r"\textbf{") == 2  # PSNR and SSIM column
+
+
+def test_show_folders_match_checkpoints_exactly(tmp_path, monkeypatch):
+    """Done-when: on the embedded test split, folders written by show.py from two checkpoints,
+    scored with --results, give the numbers of --checkpoint on the same images. Exactly: show.py
+    writes 8-bit PNGs, so the checkpoint rows are scored as saved (--bits 8); without it the y
+    and y-float protocols (which quantise to uint8 themselves) still agree bit for bit, and rgb
+    differs by the 8-bit rounding only."""
+    monkeypatch.setattr(evaluate_script, "complexity", lambda *_: {"params": 1, "gmacs": 0.0, "size": "-"})
+    a = make_checkpoint(tmp_path / "a" / "best.pth", seed=1)
+    b = make_checkpoint(tmp_path / "b" / "best.pth", seed=2)
+    cfg = demo()
+    cfg.data.synthetic_size = 48
+    split = tmp_path / "split"
+    for preset in ("light", "gusty"):
+        pairs = synthetic_from_config(cfg.data, "test", preset=preset, count=2)
+        write_rainy_set(split / preset, pairs.names, pairs.rainy_images, pairs.clean_images)
+    for name, ckpt in (("A", a), ("B", b)):
+        for preset in ("light", "gusty"):
+            assert show.run(show.parse_args([str(split / preset / "input"), "--checkpoint", str(ckpt),
+                                             "--out", str(tmp_path / name / "shown" / preset),
+                                             "--device", "cpu"])) == 0
+    data = ["--data", f"light={split / 'light'}", "--data", f"gusty={split / 'gusty'}", "--device", "cpu",
+            "--workers", "0", "--macs-size", "32"]
+    scored = evaluate_script.run(evaluate_script.parse_args(
+        [*data, "--results", f"A={tmp_path / 'A' / 'shown'}", "--results", f"B={tmp_path / 'B' / 'shown'}",
+         "--out", str(tmp_path / "r")]))["rows"]
+    derained = evaluate_script.run(evaluate_script.parse_args(
+        [*data, "--checkpoint", f"A={a}", "--checkpoint", f"B={b}", "--bits", "8",
+         "--out", str(tmp_path / "c")]))["rows"]
+    floats = evaluate_script.run(evaluate_script.parse_args(
+        [*data, "--checkpoint", f"A={a}", "--checkpoint", f"B={b}", "--out", str(tmp_path / "f")]))["rows"]
+    keys = [f"{p}/{m}" for p in ("rgb", "y", "y-float") for m in ("psnr", "ssim")]
+    assert [(r["dataset"], r["method"]) for r in scored] == [(r["dataset"], r["method"]) for r in derained]
+    assert len(scored) == 6 and scored[1]["rgb/psnr"] != scored[2]["rgb/psnr"]
+    for got, want, float_row in zip(scored, derained, floats):
+        assert [got[k] for k in keys] == [want[k] for k in keys]  # exactly
+        assert [got[k] for k in keys[2:]] == [float_row[k] for k in keys[2:]]
+        assert got["rgb/psnr"] == pytest.approx(float_row["rgb/psnr"], abs=0.05)

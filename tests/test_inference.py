@@ -6,9 +6,14 @@ from typing import NamedTuple, Optional
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from config import ModelConfig
+from networks import build_model
 from utils.cli import resolve_tile
 from utils.inference import blend_window, derain, dihedral, inverse_dihedral, tile_starts
+from utils.io.panels import contact_sheet, fit_within, side_by_side, tensor_grid
+from utils.metrics.complexity import complexity, count_macs, count_parameters
 
 
 class Out(NamedTuple):
@@ -42,9 +47,6 @@ class AddColumnRamp(torch.nn.Module):
 
 
 def tiny_hcn():
-    from config import ModelConfig
-    from networks import build_model
-
     torch.manual_seed(0)
     return build_model(ModelConfig(channels=4, encoder_blocks=(1, 1, 1))).eval()
 
@@ -163,8 +165,6 @@ def test_derain_argument_errors():
 
 
 def test_hcn_runs_through_derain_and_complexity_counts_attention():
-    from utils.metrics.complexity import complexity, count_macs, count_parameters
-
     model = tiny_hcn()
     out = derain(model, torch.rand(1, 3, 37, 45))
     assert out.shape == (1, 3, 37, 45) and torch.isfinite(out).all()
@@ -174,7 +174,6 @@ def test_hcn_runs_through_derain_and_complexity_counts_attention():
     # Attention is quadratic in pixels, convolutions linear: 4x the pixels costs more than 4x.
     assert count_macs(model, (64, 64)) > 4 * info["macs"]
     # The meta-device count equals counting a real forward.
-    from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         model(torch.rand(1, 3, 32, 32), branches=False)
@@ -182,8 +181,6 @@ def test_hcn_runs_through_derain_and_complexity_counts_attention():
 
 
 def test_panels_shapes():
-    from utils.io.panels import contact_sheet, fit_within, side_by_side, tensor_grid
-
     a, b = np.zeros((30, 40, 3), np.float32), np.ones((20, 40, 3), np.float32)
     row = side_by_side([a, b, a], gap=4)
     assert row.shape == (30, 3 * 40 + 2 * 4, 3)

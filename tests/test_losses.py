@@ -157,6 +157,18 @@ def test_hcn_loss_uses_pyramid_targets_and_weights():
     assert all(not t.requires_grad for t in terms.values())
 
 
+def test_hcn_loss_l1_term_penalises_a_brightness_offset_that_ssim_barely_sees():
+    gen = torch.Generator().manual_seed(7)
+    clean = torch.rand(2, 3, 24, 24, generator=gen) * 0.8 + 0.1
+    darker = FakeOutput(clean - 0.05, clean.clone(), clean.clone(), None, None)
+    weights = (1.0, 1.0, 1.0, 0.05, 0.001)
+    plain, terms = HCNLoss(weights)(darker, clean)
+    with_l1, terms_l1 = HCNLoss(weights)(darker, clean, l1_weight=2.0)
+    assert "l1_bottom" not in terms and terms_l1["l1_bottom"].item() == pytest.approx(0.05, rel=1e-4)
+    assert (with_l1 - plain).item() == pytest.approx(0.1, rel=1e-4)
+    assert 1.0 - terms["ssim_bottom"].item() < 0.02  # SSIM alone hardly notices 0.05 darker
+
+
 def test_hcn_loss_errors():
     with pytest.raises(ValueError, match="5 weights"):
         HCNLoss((1.0, 1.0, 1.0))

@@ -7,13 +7,46 @@ import torch.nn.functional as F
 
 from config import ModelConfig, paper
 from networks import HCN, HCNOutput, build_model, parameter_summary
-from networks.attention import MINE, chunked_attention, mine_reference
+from networks.attention import _KEY_EPS, _KSIZE, _PASTE_DIVISOR, MINE, _patches, chunked_attention
 from networks.biscsm import BiSCSM, positional_embedding
 from networks.blocks import DenseResidualGroup
-from networks.resize import pool2, upsample_to
 from networks.pyramid import pyr_down
+from networks.resize import pool2, upsample_to
 
 SMALL = dict(channels=6, encoder_blocks=(2, 1, 1), attention_chunk=16)
+
+
+def mine_reference(module: MINE, q: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Test oracle: the authors' formulation, unchunked, written independently of MINE.forward.
+
+    Scores are a correlation of the zero-padded query embedding with every normalised key
+    patch used as a conv kernel; pasting is a transposed conv with the value patches as
+    kernels. Batched with grouped convolutions (one group per sample). Memory is the full
+    L x h x w map, so use it on small inputs only.
+    """
+    batch, channels, height, width = q.shape
+    inner = module.theta[0].out_channels
+
+    def kernels(emb: torch.Tensor, size: int) -> torch.Tensor:
+        # [B, size*9, L] patches -> [B*L, size, 3, 3] conv kernels
+        p = _patches(emb)
+        return p.transpose(1, 2).reshape(batch * p.shape[2], size, _KSIZE, _KSIZE)
+
+    key_k = torch.cat([kernels(module.g(q), inner).view(batch, -1, inner, 3, 3),
+                       kernels(module.g(o), inner).view(batch, -1, inner, 3, 3)], dim=1)
+    norms = key_k.flatten(2).norm(dim=2).clamp_min(_KEY_EPS)
+    key_k = (key_k / norms[..., None, None, None]).flatten(0, 1)
+    val_k = torch.cat([kernels(module.f(q), channels).view(batch, -1, channels, 3, 3),
+                       kernels(module.f(o), channels).view(batch, -1, channels, 3, 3)], dim=1)
+    n_keys = val_k.shape[1]
+    val_k = val_k.flatten(0, 1)
+    theta = module.theta(q).reshape(1, batch * inner, height, width)
+    scores = F.conv2d(theta, key_k, padding=1, groups=batch)  # [1, B*L, h, w]
+    attn = torch.softmax(module.softmax_scale * scores.view(batch, n_keys, height, width), dim=1)
+    pasted = F.conv_transpose2d(attn.reshape(1, batch * n_keys, height, width), val_k,
+                                padding=1, groups=batch)
+    return pasted.view(batch, channels, height, width) / _PASTE_DIVISOR + q
+
 
 
 def small_model(seed=0, **overrides):
@@ -245,9 +278,9 @@ def test_biscsm_mining_modules_per_level(legacy):
     for h in handles:
         h.remove()
     assert out.shape == (1, 6, 16, 16)
-    if legacy:  # one shared module per direction, 3 calls each (bug B3)
+    if legacy:  # one shared module per direction, 3 calls each (released code)
         assert [counts[m] for m in mines] == [3, 0, 0, 3, 0, 0]
-        assert shapes[-1] == (4, 4)  # top Up2Down query is A2, at 1/4 of the input (bug B4)
+        assert shapes[-1] == (4, 4)  # top Up2Down query is A2, at 1/4 of the input (released code)
     else:
         assert all(counts[m] == 1 for m in mines)
         assert shapes[-1] == (2, 2)  # top Up2Down query is A1, the coarsest level
@@ -259,7 +292,7 @@ def test_paper_preset_parameter_count():
     model = build_model(paper().model)
     total = sum(p.numel() for p in model.parameters())
     assert 2_000_000 <= total <= 2_100_000
-    assert total == 2_068_443  # SPEC section 5: bug-fixed model, everything used
+    assert total == 2_068_443  # bug-fixed model, everything used (docs/method.md#architecture)
     table = parameter_summary(model)
     assert "2,068,443" in table and "N13" in table and "338,778" in table
 
@@ -287,8 +320,8 @@ def test_legacy_quirks_leave_the_authors_dead_weights():
     dead = _dead_parameters(model, rand_image(1, 3, 24, 20))
     prefixes = ["N13."]
     for name in ("N11", "N12", "N21", "N22", "N31"):
-        prefixes.append(f"{name}.fuse_full.")  # decoder reuses fuse_half (B2)
-        for k in (1, 2):  # one MINE per direction shared by all levels (B3)
+        prefixes.append(f"{name}.fuse_full.")  # decoder reuses fuse_half (released code)
+        for k in (1, 2):  # one MINE per direction shared by all levels (released code)
             prefixes += [f"{name}.similarity.down_mine.{k}.", f"{name}.similarity.up_mine.{k}."]
     expected = {n for n, _ in model.named_parameters() if n.startswith(tuple(prefixes))}
     assert dead == expected
@@ -297,7 +330,7 @@ def test_legacy_quirks_leave_the_authors_dead_weights():
     mine = sum(p.numel() for p in one.similarity.down_mine[0].parameters())
     fuse = sum(p.numel() for p in one.fuse_full.parameters())
     n13 = sum(p.numel() for p in model.N13.parameters())
-    assert n_dead == n13 + 5 * (fuse + 4 * mine)  # 355,538 at the paper width (SPEC 5)
+    assert n_dead == n13 + 5 * (fuse + 4 * mine)  # 355,538 at the paper width
 
 
 def test_legacy_flag_changes_the_function_not_the_parameters():

@@ -13,17 +13,19 @@ import torch
 
 import real_train
 from config import build_config
-from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
+from dataset import open_rainy
+from networks import build_model
+from utils.cli import run_main
+from utils.engine.rng import seed_everything
 from utils.engine.trainer import Trainer
+from utils.inference import derain
+from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
 from utils.io.images import write_image
 from utils.online import OnlineCrops
-from utils.engine.rng import seed_everything
 
 
 def make_init(path: Path) -> Path:
     """A tiny 'synthetic' checkpoint with an Adam state, as train.py would write it."""
-    from networks import build_model
-
     cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
     seed_everything(0)
     model = build_model(cfg.model)
@@ -87,7 +89,7 @@ def test_real_folder_is_never_written_and_labels_are_lossless(tmp_path, real_fol
 
 
 def test_missing_init_tells_the_command(tmp_path, capsys):
-    code = real_train.main(["--set", f"train.out_dir={tmp_path}", "--init", str(tmp_path / "nope.pth")])
+    code = run_main(real_train.main, ["--set", f"train.out_dir={tmp_path}", "--init", str(tmp_path / "nope.pth")])
     assert code == 2
     assert "nope.pth not found" in capsys.readouterr().err
 
@@ -141,9 +143,6 @@ def test_embedded_default_resumes_bit_identically_and_reports(tmp_path, monkeypa
 
 
 def test_ensemble_labels_refresh_with_the_x8_self_ensemble(tmp_path, real_folder):
-    from dataset import open_rainy
-    from utils.inference import derain
-
     init = make_init(tmp_path / "init.pth")
     argv = online_args(tmp_path, init, "online.rounds=1", "online.ensemble_labels=true")
     assert real_train.main(argv + ["--data", str(real_folder)]) == 0

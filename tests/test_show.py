@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import show
+from config import demo
+from networks import build_model
+from utils.cli import run_main
+from utils.io.checkpoints import save_checkpoint
 from utils.io.images import read_image, write_image
 
 
 def make_checkpoint(path: Path, channels: int = 4, weights_channels: int | None = None) -> Path:
     """A tiny checkpoint; `weights_channels` != channels fakes a checkpoint of another width."""
-    from config import demo
-    from networks import build_model
-    from utils.io.checkpoints import save_checkpoint
-
     cfg = demo()
     cfg.model.channels, cfg.model.encoder_blocks = channels, (1, 1, 1)
     weights_cfg = demo().model
@@ -42,7 +42,8 @@ def photos(tmp_path):
 
 
 def run(argv, checkpoint):
-    return show.run(show.parse_args([*argv, "--checkpoint", str(checkpoint), "--device", "cpu"]))
+    """The script's exit code (usage errors: 2, through the scripts' shared wrapper)."""
+    return run_main(show.main, [*argv, "--checkpoint", str(checkpoint), "--device", "cpu"])
 
 
 def test_folder_to_pngs_named_after_inputs_with_panels_and_sheet(photos, tmp_path, checkpoint):
@@ -128,5 +129,5 @@ def test_checkpoint_errors_are_clear(photos, tmp_path, capsys):
 
 def test_default_checkpoint_missing_says_train_first(photos, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert show.run(show.parse_args([str(photos), "--device", "cpu"])) == 2
+    assert run_main(show.main, [str(photos), "--device", "cpu"]) == 2
     assert "python train.py" in capsys.readouterr().err

@@ -2,23 +2,29 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+import losses
 import train
 from config import Config, build_config
-from utils.io.checkpoints import load_checkpoint, load_model
+from dataset import synthetic_pairs
+from losses import HCNLoss
+from networks import build_model
 from utils.engine.distributed import DistInfo
-from utils.engine.trainer import Trainer, TrainingAborted
 from utils.engine.rng import capture_rng, restore_rng, seed_everything
 from utils.engine.run_dir import RunDir
 from utils.engine.sampler import ResumableSampler
+from utils.engine.trainer import Trainer, TrainingAborted
+from utils.io.checkpoints import load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,10 +50,6 @@ def tiny_config() -> Config:
 
 
 def test_rng_state_roundtrip_through_weights_only_checkpoint(tmp_path):
-    import random
-
-    import numpy as np
-
     seed_everything(3)
     state = capture_rng()
     torch.save(state, tmp_path / "rng.pth")
@@ -69,22 +71,17 @@ def test_resumable_sampler_continues_mid_epoch():
     assert list(part) == order[6:] and len(part) == 3
 
 
-def _tiny_trainer(tmp_path, **train_overrides):
-    from networks import build_model
-
+def _tiny_trainer(tmp_path, deferred=None, **train_overrides):
     cfg = tiny_config()
     for key, value in train_overrides.items():
         setattr(cfg.train, key, value)
     seed_everything(0)
     model = build_model(cfg.model)
     run = RunDir(tmp_path / "run", echo=False)
-    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3)
+    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3, deferred=deferred)
 
 
 def test_a_few_steps_reduce_the_loss(tmp_path):
-    from dataset import synthetic_pairs
-    from losses import HCNLoss
-
     cfg, trainer = _tiny_trainer(tmp_path)
     pairs = synthetic_pairs("train", preset="light", size=32, count=2, seed=1)
     rainy = torch.stack([pairs[i]["rainy"] for i in range(2)])
@@ -95,8 +92,11 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
     assert losses[-1] < losses[0] - 0.02, losses
 
 
-def test_non_finite_loss_is_skipped_then_aborts(tmp_path):
-    cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3)
+@pytest.mark.parametrize("deferred", [False, True])
+def test_non_finite_loss_is_skipped_then_aborts(tmp_path, deferred):
+    # deferred: the CUDA path (fused Adam's found_inf, masked EMA, no host wait), here on CPU.
+    cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3, log_every=1, ema_decay=0.9,
+                                 deferred=deferred)
     x = torch.rand(1, 3, 32, 32)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
@@ -106,6 +106,8 @@ def test_non_finite_loss_is_skipped_then_aborts(tmp_path):
     result = trainer.train_step(nan_loss)
     assert result.skipped and trainer.bad_steps == 1
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in trainer.ema.module.state_dict().items())
+    assert all(torch.isfinite(s["exp_avg"]).all() for s in trainer.optimizer.state.values())
     ok = trainer.train_step(lambda net: (((net(x).bottom - x) ** 2).mean(), {}))
     assert not ok.skipped and trainer.bad_steps == 0  # a good step resets the count
     trainer.train_step(nan_loss)
@@ -157,8 +159,6 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
 
 
 def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
-    import losses
-
     original = losses.HCNLoss.forward
     calls = {"n": 0}
 
@@ -214,3 +214,21 @@ def test_two_process_gloo_ddp(tmp_path):
     done = subprocess.run(cmd2, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert load_checkpoint(tmp_path / "tiny" / "latest.pth")["step"] == 4
+
+
+def test_resume_with_a_new_length_moves_the_lr_milestones(tmp_path):
+    """`--resume --set train.iterations=N`: the schedule follows the config, not the file."""
+    cfg = tiny_config()
+    seed_everything(0)
+    long_run = Trainer(cfg, build_model(cfg.model), torch.device("cpu"), DistInfo(),
+                       RunDir(tmp_path / "a", echo=False), lr=1e-3, milestones=[10, 20])
+    state = long_run.state_dict()
+    short_run = Trainer(cfg, build_model(cfg.model), torch.device("cpu"), DistInfo(),
+                        RunDir(tmp_path / "b", echo=False), lr=1e-3, milestones=[2, 4])
+    short_run.load_state_dict(state, "long run")
+    lrs = []
+    for _ in range(5):
+        lrs.append(short_run.train_step(lambda net: (sum(p.sum() for p in net.parameters()) * 0.0, {})).lr)
+    lrs.append(short_run.lr)
+    gamma = cfg.train.gamma
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3 * gamma, 1e-3 * gamma, 1e-3 * gamma ** 2, 1e-3 * gamma ** 2])

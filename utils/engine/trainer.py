@@ -11,9 +11,10 @@ continued run sees the same batches and produces bit-identical weights on CPU.
 """
 from __future__ import annotations
 
+import logging
 import math
+from collections import Counter
 import warnings
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -33,13 +34,29 @@ class TrainingAborted(RuntimeError):
     """Too many consecutive non-finite losses or gradients; the message says what to try."""
 
 
-@dataclass
 class StepResult:
-    loss: float
-    terms: dict = field(default_factory=dict)
-    lr: float = 0.0
-    grad_norm: float = float("nan")
-    skipped: bool = False
+    """One step's loss, terms, lr and gradient norm. The values stay on the device until
+    read (reading one waits for the device), so read them at logging steps only."""
+
+    def __init__(self, loss: torch.Tensor, terms: dict, lr: float, grad_norm, skipped):
+        self._loss, self._terms, self.lr = loss, terms, lr
+        self._grad_norm, self._skipped = grad_norm, skipped
+
+    @property
+    def loss(self) -> float:
+        return float(self._loss)
+
+    @property
+    def terms(self) -> dict:
+        return {k: float(v) for k, v in self._terms.items()}
+
+    @property
+    def grad_norm(self) -> float:
+        return float("nan") if self._grad_norm is None else float(self._grad_norm)
+
+    @property
+    def skipped(self) -> bool:
+        return bool(self._skipped)
 
 
 def milestone_steps(iterations: int, fractions) -> list[int]:
@@ -50,7 +67,12 @@ def milestone_steps(iterations: int, fractions) -> list[int]:
 class Trainer:
     def __init__(self, cfg: Config, model: torch.nn.Module, device: torch.device,
                  info: distributed.DistInfo, run: RunDir, lr: float,
-                 milestones: list[int] = (), find_unused_parameters: bool = False):
+                 milestones: list[int] = (), find_unused_parameters: bool = False,
+                 deferred: bool | None = None):
+        """`deferred` (default: on CUDA): skip non-finite updates on the device (fused Adam's
+        found_inf, a masked EMA step) so a step never waits for the device; non-finite steps
+        are then counted on the device and reported at logging steps. Off: the host checks
+        each step (free on a CPU, and the CPU path's numerics stay those of the plain Adam)."""
         self.cfg = cfg
         self.device = device
         self.info = info
@@ -71,14 +93,20 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=ids, find_unused_parameters=find_unused_parameters)
         self.net = net  # what the forward pass goes through
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.deferred = device.type == "cuda" if deferred is None else deferred
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
+                                          fused=True if self.deferred else None)
         # Stepped once per iteration (after the optimizer), so milestones are iterations.
+        self._milestones = list(milestones)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(milestones), gamma=tc.gamma)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.bad_steps = 0
+        # Non-finite step bookkeeping, on the device: the current run of bad steps, the longest
+        # run and the count since the last check, and the reason of the last bad step.
+        self._bad = torch.zeros(4, dtype=torch.int64, device=device)
+        self._checked_step = 0
         self.best_metric = -math.inf
         self.best_step = -1
 
@@ -86,6 +114,13 @@ class Trainer:
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+    def load_optimizer_state(self, state: dict) -> None:
+        """Adam's state from a checkpoint; the implementation (fused or not) stays this run's."""
+        keep = [(g["fused"], g["foreach"]) for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state)
+        for group, (fused, foreach) in zip(self.optimizer.param_groups, keep):
+            group["fused"], group["foreach"] = fused, foreach
 
     def set_lr(self, lr: float) -> None:
         """Manual lr (real_train's per-round steps); persists under a milestone-free scheduler."""
@@ -96,12 +131,19 @@ class Trainer:
         """The weights to validate and publish: the EMA shadow when enabled."""
         return self.ema.module if self.ema is not None else self.model
 
+    @property
+    def bad_steps(self) -> int:
+        """Consecutive non-finite steps up to now (reading it waits for the device)."""
+        return int(self._bad[0])
+
     def train_step(self, compute_loss: LossFn) -> StepResult:
         """Forward + loss (autocast), a non-finite guard, backward, clipping, optimizer step.
 
         A non-finite loss or gradient skips the update (every rank agrees, so DDP stays in
-        step) and counts as a bad step; `train.max_bad_steps` in a row raise TrainingAborted.
-        The iteration counter and lr schedule advance either way (the batch is consumed).
+        step) and counts as a bad step. The count is checked at logging steps
+        (`train.log_every`, or `check_bad_steps()`): a longest run of `train.max_bad_steps`
+        raises TrainingAborted there. The iteration counter and lr schedule advance either
+        way (the batch is consumed).
         """
         tc = self.cfg.train
         self.net.train()
@@ -109,45 +151,91 @@ class Trainer:
         with self.precision.autocast():
             loss, terms = compute_loss(self.net)
         loss = loss.float()
-        loss_value = float(loss.detach())
         lr = self.lr
-        (bad,) = distributed.any_flags(self.info, [not math.isfinite(loss_value)], self.device)
-        norm = float("nan")
-        reason = "loss"
-        if not bad:
-            scaler = self.precision.scaler
+        finite_loss = distributed.all_true(self.info, torch.isfinite(loss.detach()))
+        scaler = self.precision.scaler
+        max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+        norm = None
+        if self.deferred:
             scaler.scale(loss).backward()
             scaler.unscale_(self.optimizer)
-            max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
-            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
-            if not math.isfinite(norm) and not scaler.is_enabled():
-                bad, reason = True, "gradient"  # DDP-averaged grads: the same on every rank
-            else:
-                # With fp16 the scaler skips inf/nan steps itself and lowers its scale.
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            finite = finite_loss & torch.isfinite(norm)
+            if scaler.is_enabled():  # fp16: the scaler skips inf/nan steps (fused: on the device)
+                bad = ~finite_loss
                 scaler.step(self.optimizer)
                 scaler.update()
-                if self.ema is not None:
-                    self.ema.update(self.model)
+            else:
+                bad = ~finite
+                self.optimizer.found_inf = bad.float()
+                self.optimizer.grad_scale = None
+                try:
+                    self.optimizer.step()
+                finally:
+                    del self.optimizer.found_inf, self.optimizer.grad_scale
+            if self.ema is not None:
+                self.ema.update(self.model, enabled=finite)
+            reason = torch.where(finite_loss, 2, 1)
+        else:
+            bad, reason = torch.tensor(False), torch.tensor(0)
+            if not bool(finite_loss):
+                bad, reason = torch.tensor(True), torch.tensor(1)
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(self.optimizer)
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+                if not bool(torch.isfinite(norm)) and not scaler.is_enabled():
+                    bad, reason = torch.tensor(True), torch.tensor(2)  # DDP-averaged: same on every rank
+                else:
+                    # With fp16 the scaler skips inf/nan steps itself and lowers its scale.
+                    scaler.step(self.optimizer)
+                    scaler.update()
+                    if self.ema is not None:
+                        self.ema.update(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped first step is intended, not an ordering bug
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
             self.scheduler.step()
         self.step += 1
         self.batch_in_epoch += 1
-        if bad:
-            self.bad_steps += 1
-            self.run.log(f"step {self.step}: non-finite {reason} (loss {loss_value}), update skipped "
-                         f"({self.bad_steps} in a row, limit {tc.max_bad_steps})")
-            if self.bad_steps >= tc.max_bad_steps:
-                raise TrainingAborted(
-                    f"training aborted at step {self.step}: {self.bad_steps} non-finite losses or "
-                    f"gradients in a row (train.max_bad_steps={tc.max_bad_steps}). Try a lower "
-                    f"train.lr, gradient clipping (--set train.grad_clip=1.0), or check the data "
-                    f"for corrupt images. The last periodic checkpoint is still valid.")
+        self._count_bad(bad.to(self._bad.device), reason.to(self._bad.device))
+        result = StepResult(loss.detach(), {k: v.detach() if torch.is_tensor(v) else v
+                                            for k, v in terms.items()}, lr, norm, bad)
+        if self.step % tc.log_every == 0:
+            self.check_bad_steps(result)
+        return result
+
+    def _count_bad(self, bad: torch.Tensor, reason: torch.Tensor) -> None:
+        run = (self._bad[0] + 1) * bad
+        self._bad = torch.stack([run, torch.maximum(self._bad[1], run), self._bad[2] + bad,
+                                 torch.where(bad, reason, self._bad[3])])
+
+    def check_bad_steps(self, last: StepResult | None = None) -> None:
+        """Log the non-finite steps since the last check; abort after too many in a row.
+        Waits for the device (call it at logging steps)."""
+        tc = self.cfg.train
+        run, longest, count, reason = self._bad.tolist()
+        first, self._checked_step = self._checked_step + 1, self.step
+        self._bad = torch.stack([self._bad[0], self._bad[0], torch.zeros_like(self._bad[2]),
+                                 self._bad[3]])
+        if count == 0:
+            return
+        what = {1: "loss", 2: "gradient"}.get(reason, "loss or gradient")
+        if first == self.step:
+            loss = f" (loss {last.loss})" if last is not None else ""
+            self.run.log(f"step {self.step}: non-finite {what}{loss}, update skipped "
+                         f"({run} in a row, limit {tc.max_bad_steps})", logging.WARNING)
         else:
-            self.bad_steps = 0
-        return StepResult(loss=loss_value, terms={k: float(v) for k, v in terms.items()},
-                          lr=lr, grad_norm=norm, skipped=bad)
+            self.run.log(f"steps {first}-{self.step}: {count} update(s) skipped for a non-finite "
+                         f"loss or gradient (last: {what}; longest run {longest}, limit "
+                         f"{tc.max_bad_steps})", logging.WARNING)
+        if longest >= tc.max_bad_steps:
+            message = (f"training aborted at step {self.step}: {longest} non-finite losses "
+                       f"or gradients in a row (train.max_bad_steps={tc.max_bad_steps}). Try a "
+                       f"lower train.lr, gradient clipping (--set train.grad_clip=1.0), or check "
+                       f"the data for corrupt images. The last periodic checkpoint is still valid.")
+            self.run.log(message, logging.ERROR)
+            raise TrainingAborted(message)
 
     def should_stop(self, stop_requested: bool) -> bool:
         """True on every rank as soon as any rank received SIGINT/SIGTERM."""
@@ -190,14 +278,19 @@ class Trainer:
                 self.ema.load_state_dict(state["ema"])
             else:  # EMA switched on when resuming: start the shadow from the weights
                 self.ema.load_state_dict(self.model.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_optimizer_state(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule follows the config, so `--resume --set train.iterations=N` moves the
+        # lr milestones with the new length (unchanged config: the same milestones).
+        self.scheduler.milestones = Counter(self._milestones)
         if state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.epoch = int(state.get("epoch", 0))
         self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
-        self.bad_steps = int(state.get("bad_steps", 0))
+        bad = int(state.get("bad_steps", 0))
+        self._bad = torch.tensor([bad, bad, 0, 0], dtype=torch.int64, device=self.device)
+        self._checked_step = self.step
         self.best_metric = float(state.get("best_metric", -math.inf))
         self.best_step = int(state.get("best_step", -1))
         rng = state.get("rng")

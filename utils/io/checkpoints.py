@@ -12,10 +12,11 @@ import torch
 
 from config import Config
 from networks import build_model
+from utils.errors import UserError
 from utils.io.files import atomic_write
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable or does not fit the model."""
 
 

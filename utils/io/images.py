@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import torch
 
+from utils.errors import UserError
 from utils.io.files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file is missing, unreadable or has an unsupported format."""
 
 
@@ -65,18 +66,28 @@ def write_image(path: str | Path, image: np.ndarray, bits: int = 8) -> None:
     """Write an RGB float HWC image in [0, 1] (clipped) as 8- or 16-bit, atomically; folders
     are created."""
     path = Path(path)
-    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    if bits == 8:
-        out = np.round(image * 255.0).astype(np.uint8)
-    elif bits == 16:
-        out = np.round(image * 65535.0).astype(np.uint16)
-    else:
-        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    out = quantize(image, bits)
     ok, encoded = cv2.imencode(path.suffix or ".png", out[:, :, ::-1])
     if not ok:
         raise OSError(f"{path}: OpenCV cannot encode this format")
     with atomic_write(path) as handle:
         handle.write(encoded.tobytes())
+
+
+def quantize(image: np.ndarray, bits: int = 8) -> np.ndarray:
+    """The integer pixel values `write_image` stores: clip to [0, 1], scale, round."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if bits == 8:
+        return np.round(image * 255.0).astype(np.uint8)
+    if bits == 16:
+        return np.round(image * 65535.0).astype(np.uint16)
+    raise ValueError(f"bits must be 8 or 16, got {bits}")
+
+
+def as_saved(image: np.ndarray, bits: int = 8) -> np.ndarray:
+    """What `read_image` returns for `image` after `write_image(..., bits)`, bit for bit,
+    without touching a file (same quantisation, same float32 division)."""
+    return to_rgb_float(quantize(image, bits)[:, :, ::-1], "image")
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 MACs come from `torch.utils.flop_counter.FlopCounterMode` (MACs = FLOPs / 2), which counts
 convolutions *and* the attention matmuls, unlike conv-only counters (thop, ptflops) that
-under-count attention models (ANCHORS.md section 16). The count runs the inference path
+under-count attention models (docs/method.md#metric-protocols). The count runs the inference path
 (`forward(x, branches=False)`, what eval.py times) on meta tensors when the model allows
 it, so it costs no real compute even for the paper model.
 """

@@ -1,9 +1,10 @@
-"""PSNR / SSIM under the three evaluation protocols used by deraining papers (ANCHORS takeaway 1).
+"""PSNR / SSIM under the three evaluation protocols used by deraining papers
+(docs/method.md#metric-protocols).
 
 Numbers from different protocols differ by 0.1-2.5 dB, so every value carries its protocol name.
 Inputs are RGB float HWC numpy arrays in [0, 1] (the prediction may be unclipped).
 
-* "rgb" - the HCN authors' Python protocol (SPEC 8.2), the one behind their results table.
+* "rgb" - the HCN authors' Python protocol, the one behind their results table.
   PSNR: prediction and target clipped to [0, 1] and scaled by 255, NOT rounded; MSE over all
   pixels and channels; peak 255. SSIM: the training SSIM (Gaussian 11 / 1.5, zero 'same'
   padding, data range 1, C1 = 0.01^2, C2 = 0.03^2, mean over pixels and channels) on the

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from utils.errors import UserError
 from utils.io.images import IMAGE_SUFFIXES, ImageReadError, read_image
 
 SPLITS = ("train", "val", "test")
@@ -45,7 +46,7 @@ _PACKAGE_FILES = MappingProxyType({
 })
 
 
-class PhotoError(ValueError):
+class PhotoError(UserError, ValueError):
     """A clean photo source that cannot be used; the message names the file or package."""
 
 
