@@ -114,7 +114,7 @@ class OnlineConfig:
     #   chain:  B^k = f_k(B^{k-1}), the current model on the previous label: it removes what the
     #           model still sees as rain in its own labels, so removal grows round by round.
     method: str = "paper"
-    # Online-update loss: "paper" = L1 + loss.online_lambda x rain-layer term (SPEC 7.2);
+    # Online-update loss: "paper" = L1 + loss.online_lambda x rain-layer term (docs/method.md#losses);
     # "l1" = L1 to the pseudo-labels only.
     loss: str = "paper"
     # Weight of a supervised L1 term on fresh synthetic pairs (data.synthetic_preset, the
