@@ -110,9 +110,9 @@ def test_eval_default_is_embedded_synthetic_sets(tmp_path, checkpoint):
 
 
 def test_eval_errors(tmp_path, checkpoint, monkeypatch):
-    with pytest.raises(UserError, match="python train.py"):
+    with pytest.raises(UserError, match="not found"):
         monkeypatch.chdir(tmp_path)
-        evaluate_script.run(evaluate_script.parse_args([]))
+        evaluate_script.run(evaluate_script.parse_args(["--checkpoint", "runs/none/best.pth"]))
     with pytest.raises(UserError, match="no such"):
         run(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], checkpoint)
     with pytest.raises(UserError, match="unknown protocol"):

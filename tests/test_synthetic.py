@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dataset import DatasetError, SyntheticRainStream, synthetic_pairs
+from utils.cli import run_main
 from utils.io.images import read_image
 from utils.synthetic.__main__ import main
 from utils.synthetic.photos import (SPLIT_SOURCES, PhotoError, augment_photo, clean_backgrounds,
@@ -139,7 +140,7 @@ def test_cli_writes_input_target_and_refuses_to_overwrite(tmp_path, capsys):
     first = out / "input" / inputs[0]
     assert read_image(first).shape == (24, 24, 3)
     before = first.read_bytes()
-    assert main(["--preset", "light", "--out", str(out), "--size", "24", "--count", "3",
+    assert run_main(main, ["--preset", "light", "--out", str(out), "--size", "24", "--count", "3",
                  "--seed", "1", "--split", "val"]) == 2
     assert "already exist" in capsys.readouterr().err
     assert first.read_bytes() == before

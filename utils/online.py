@@ -6,6 +6,7 @@ exists; a refresh interrupted half-way resumes where it stopped (files are writt
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,17 @@ class PseudoLabels:
 
     def load(self, k: int, name: str) -> torch.Tensor:
         return torch.from_numpy(np.load(self.path(k, name)))
+
+    def stats_path(self, k: int, name: str) -> Path:
+        return self.folder(k) / f"{name}.json"
+
+    def save_stats(self, k: int, name: str, stats: dict) -> None:
+        """Per-image statistics of round k (written after the label: together they mark it done)."""
+        with atomic_write(self.stats_path(k, name)) as handle:
+            handle.write(json.dumps(stats).encode())
+
+    def load_stats(self, k: int, name: str) -> dict:
+        return json.loads(self.stats_path(k, name).read_text())
 
     def mark_complete(self, k: int) -> None:
         (self.folder(k) / "DONE").write_text("all pseudo-labels of this round are written\n")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 DIGITS = {"psnr": 2, "ssim": 4}
 
 
 def escape(text: str) -> str:
-    return "".join(_SPECIAL.get(c, c) for c in str(text))
+    return "".join(_LATEX_ESCAPES.get(c, c) for c in str(text))
 
 
 def _number(value: Any, digits: int) -> str:

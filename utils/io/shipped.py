@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
 from utils.io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from utils.io.files import write_text
 
@@ -85,16 +83,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/standard/best.pth)")
     parser.add_argument("--out", type=Path, default=SHIPPED, help=f"default: {SHIPPED}")
     args = parser.parse_args(argv)
-    try:
-        record = export(args.checkpoint, args.out)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    record = export(args.checkpoint, args.out)
     print(f"wrote {args.out} ({record['bytes'] / 1e6:.2f} MB, sha256 {record['sha256'][:12]}...) "
           f"and {record_path(args.out).name}")
     return 0
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    sys.exit(main())
+    from utils.cli import run_main  # utils.cli imports this module: only when run as a script
+
+    sys.exit(run_main(main))

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from utils.cli import run_main
 from utils.io.images import write_image
-from utils.synthetic.photos import PhotoError
 from utils.synthetic.sets import make_rainy_set, preset_panel, write_rainy_set
 from utils.synthetic.styles import HELD_OUT, PRESET_NAMES
 
@@ -46,17 +46,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     start = time.perf_counter()
     size = args.size or 256
-    try:
-        names, rainy, clean = make_rainy_set(args.split, args.preset, size, args.count, args.seed,
-                                             args.photos)
-        write_rainy_set(args.out, names, rainy, clean, overwrite=args.overwrite)
-    except (FileExistsError, PhotoError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    names, rainy, clean = make_rainy_set(args.split, args.preset, size, args.count, args.seed,
+                                         args.photos)
+    write_rainy_set(args.out, names, rainy, clean, overwrite=args.overwrite)
     print(f"wrote {len(names)} {args.preset} pairs ({args.split} photos, {size}px) to "
           f"{args.out}/input and {args.out}/target in {time.perf_counter() - start:.1f}s")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

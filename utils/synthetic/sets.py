@@ -7,10 +7,15 @@ from typing import Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from utils.errors import UserError
 from utils.io.images import write_image
 from utils.synthetic.photos import SPLITS, clean_backgrounds
 from utils.synthetic.rain import add_rain
 from utils.synthetic.styles import RainPreset, preset_id
+
+
+class SetExistsError(UserError, FileExistsError):
+    """The output folder of a synthetic set already holds files."""
 
 
 def make_rainy_set(split: str, preset: Union[str, RainPreset], size: int, count: int,
@@ -59,7 +64,7 @@ def write_rainy_set(out: Path, names: Sequence[str], rainy: Sequence[np.ndarray]
                     clean: Sequence[np.ndarray], overwrite: bool = False) -> list[Path]:
     """Write `out/input/<name>.png` and `out/target/<name>.png`.
 
-    Refuses (FileExistsError) when input/ or target/ already hold files, so two sets are never
+    Refuses (SetExistsError) when input/ or target/ already hold files, so two sets are never
     mixed by accident; `overwrite` replaces same-named files and leaves other files alone.
     """
     targets = [(out / folder / f"{name}.png", image)
@@ -69,7 +74,7 @@ def write_rainy_set(out: Path, names: Sequence[str], rainy: Sequence[np.ndarray]
                      for p in (out / folder).iterdir())
     if present and not overwrite:
         shown = ", ".join(str(p) for p in present[:3])
-        raise FileExistsError(f"{out}: {len(present)} file(s) already exist ({shown}"
+        raise SetExistsError(f"{out}: {len(present)} file(s) already exist ({shown}"
                               f"{', ...' if len(present) > 3 else ''}); pass --overwrite to "
                               "replace same-named files, or choose another --out")
     for path, image in targets:
