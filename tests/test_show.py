@@ -129,5 +129,5 @@ def test_checkpoint_errors_are_clear(photos, tmp_path, capsys):
 
 def test_default_checkpoint_missing_says_train_first(photos, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_main(show.main, [str(photos), "--device", "cpu"]) == 2
+    assert run_main(show.main, [str(photos), "--device", "cpu", "--checkpoint", "runs/demo/best.pth"]) == 2
     assert "python train.py" in capsys.readouterr().err

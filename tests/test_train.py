@@ -162,8 +162,8 @@ def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
     original = losses.HCNLoss.forward
     calls = {"n": 0}
 
-    def sometimes_nan(self, out, clean, **kwargs):
-        total, terms = original(self, out, clean, **kwargs)
+    def sometimes_nan(self, out, clean, l1_weight=0.0):
+        total, terms = original(self, out, clean, l1_weight)
         calls["n"] += 1
         return (total * float("nan"), terms) if calls["n"] in (2, 3) else (total, terms)
 
@@ -174,7 +174,7 @@ def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "tiny" / "latest.pth")["step"] == 4
 
     monkeypatch.setattr(losses.HCNLoss, "forward",
-                        lambda self, out, clean, **kwargs: (out.bottom.sum() * float("nan"), {}))
+                        lambda self, out, clean, l1_weight=0.0: (out.bottom.sum() * float("nan"), {}))
     assert train.main(tiny_args(tmp_path, 20, "train.max_bad_steps=2", "train.name=nan")) == 1
     assert "training aborted at step 2" in (tmp_path / "nan" / "train.log").read_text()
 
