@@ -39,7 +39,8 @@ from utils.engine.run_dir import RunDir, format_metrics, progress
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
 from utils.engine.validation import evaluate
-from utils.io.checkpoints import load_model, save_checkpoint
+from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_model,
+                                  load_weights, published_weights, save_checkpoint)
 from utils.io.images import set_max_pixels
 from utils.io.panels import side_by_side
 
@@ -73,6 +74,30 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
                         f"iterations); to train it longer: python train.py --resume {args.resume} "
                         f"--set train.iterations=N with N > {state['step']}")
     return cfg, state, path
+
+
+def initial_weights(cfg: Config, resumed: bool) -> dict | None:
+    """The weights `train.init` names (its EMA shadow if present), checked against the model
+    before anything is written; None for random weights or a resumed run (its own weights)."""
+    if cfg.train.init is None or resumed:
+        return None
+    path = Path(cfg.train.init)
+    state = load_checkpoint(path)
+    try:
+        trained = Config.from_dict(state["config"]).model
+    except ValueError as exc:
+        raise CheckpointError(f"train.init {path}: its config is not valid for this code: {exc}") from None
+    # Memory/speed settings (attention_chunk, checkpoint_activations) may differ; the rest is
+    # what the weights mean.
+    differ = [f"model.{k}: {v} in the checkpoint, {getattr(cfg.model, k)} here"
+              for k, v in vars(trained).items()
+              if k not in ("attention_chunk", "checkpoint_activations") and getattr(cfg.model, k) != v]
+    if differ:
+        raise CheckpointError(f"train.init {path} was trained with another model ("
+                              + "; ".join(differ) + "); set the same model.* values")
+    weights = published_weights(state)
+    check_fits(cfg.model, weights, f"train.init {path}")
+    return weights
 
 
 def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
@@ -132,25 +157,31 @@ def checkpoint(trainer: Trainer, run: RunDir, best: bool = False) -> None:
 
 
 def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
-          info: distributed.DistInfo, device: torch.device, data, overwrite: bool = False) -> int:
-    """`data` = build_data(...): built (and so validated) before the run folder is touched."""
+          info: distributed.DistInfo, device: torch.device, data, overwrite: bool = False,
+          init: dict | None = None) -> int:
+    """`data` = build_data(...) and `init` = initial_weights(...): built (and so validated)
+    before the run folder is touched."""
     tc = cfg.train
     seed_everything(tc.seed)  # the same initial weights on every rank
     run = RunDir(Path(tc.out_dir) / tc.name, active=info.is_main,
                  purge_step=resume_state["step"] if resume_state else 0, lock=True)
     try:
         run.claim(fresh=resume_state is None, overwrite=overwrite, checkpoints=CHECKPOINTS)
-        return _train(cfg, resume_state, resume_path, info, device, data, run)
+        return _train(cfg, resume_state, resume_path, info, device, data, run, init)
     finally:
         run.close()
 
 
 def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
-           info: distributed.DistInfo, device: torch.device, data, run: RunDir) -> int:
+           info: distributed.DistInfo, device: torch.device, data, run: RunDir,
+           init: dict | None = None) -> int:
     tc = cfg.train
     patches, sampler, loader, generator, val_pairs = data
     run.save_config(cfg)
     model = build_model(cfg.model)
+    if init is not None:  # before the Trainer: its EMA shadow starts from these weights too
+        load_weights(model, init, f"train.init {tc.init}")
+        run.log(f"initial weights from {tc.init}")
     trainer = Trainer(cfg, model, device, info, run, lr=tc.lr,
                       milestones=milestone_steps(tc.iterations, tc.milestones))
     if resume_state is not None:
@@ -279,7 +310,8 @@ def main(argv=None) -> int:
     info, device = distributed.setup(args.device)
     try:
         data = build_data(cfg, info, pin=device.type == "cuda")  # the data: before any file is written
-        return train(cfg, state, path, info, device, data, overwrite=args.overwrite)
+        init = initial_weights(cfg, resumed=state is not None)
+        return train(cfg, state, path, info, device, data, overwrite=args.overwrite, init=init)
     finally:
         distributed.cleanup(info)
 
