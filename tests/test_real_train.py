@@ -205,8 +205,6 @@ def test_guard_stops_at_the_round_that_forgets(tmp_path):
     assert not real_train.guard_failed(run, 2, 0.0)  # 0: never stop
 
 
-@pytest.mark.xfail(reason="after merging main: the resumed comparison run stops with SIGTERM at its next "
-                   "step (143); passed before the merge; under investigation", strict=False)
 def test_demonstration_compares_methods_and_resumes_across_them(tmp_path, monkeypatch, capsys):
     init = make_init(tmp_path / "init.pth")
     extra = ("online.target_size=40", "online.target_count=4", "online.batch_size=2",
@@ -229,7 +227,7 @@ def test_demonstration_compares_methods_and_resumes_across_them(tmp_path, monkey
     update = real_train.online_update
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "train_step", stop_in_comparison)
-        patch.setattr(real_train, "online_update", lambda cfg, *a: calls.append(cfg.online.method) or update(cfg, *a))
+        patch.setattr(real_train, "online_update", lambda cfg, *a, **kw: calls.append(cfg.online.method) or update(cfg, *a, **kw))
         code = real_train.main(online_args(tmp_path / "b", init, *extra))
     assert code == 128 + signal.SIGTERM and calls == ["chain", "direct"]
     assert real_train.main(online_args(tmp_path / "b", init, *extra) + ["--resume", "auto"]) == 0
