@@ -24,6 +24,7 @@ from utils.engine.rng import capture_rng, restore_rng, seed_everything
 from utils.engine.run_dir import RunDir
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted
+from utils.errors import UserError
 from utils.io.checkpoints import load_checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,3 +233,28 @@ def test_resume_with_a_new_length_moves_the_lr_milestones(tmp_path):
     lrs.append(short_run.lr)
     gamma = cfg.train.gamma
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3 * gamma, 1e-3 * gamma, 1e-3 * gamma ** 2, 1e-3 * gamma ** 2])
+
+
+def test_train_init_starts_from_the_weights_with_a_fresh_schedule(tmp_path):
+    """train.init: stage two starts at stage one's published weights (EMA shadow), with step 0,
+    a fresh optimizer and the configured lr; a mismatched model is refused before any write."""
+    assert train.main(tiny_args(tmp_path, 2, "train.ema_decay=0.9")) == 0
+    first = load_checkpoint(tmp_path / "tiny" / "best.pth")
+    # Zero steps: the stage-two run's checkpoint must hold exactly the initial weights.
+    argv = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=stage2",
+                     "train.lr=0.0", "train.ema_decay=0.9")
+    assert train.main(argv) == 0
+    second = load_checkpoint(tmp_path / "stage2" / "latest.pth")
+    assert second["step"] == 1
+    for key, value in first["ema"].items():  # lr 0: the weights did not move from stage one's EMA
+        assert torch.equal(second["model"][key], value), key
+    assert "initial weights from" in (tmp_path / "stage2" / "train.log").read_text()
+
+    wrong = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=wrong",
+                      "model.channels=6")
+    with pytest.raises(UserError, match="model.channels: 4 in the checkpoint, 6 here"):
+        train.main(wrong)
+    assert not (tmp_path / "wrong").exists()  # refused before the run folder is made
+    missing = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'nope.pth'}", "train.name=missing")
+    with pytest.raises(UserError, match="nope.pth does not exist"):
+        train.main(missing)
