@@ -265,7 +265,7 @@ _applied: Optional[ThreadChoice] = None
 
 
 def apply_threads(flag: str | int | None = None) -> ThreadChoice:
-    """Choose (choose_threads) and set torch's intra-op thread count; logs the choice. Call it
+    """Choose (choose_threads) and set torch's intra-op thread count. Call it
     at the start of a script's main(), before any torch work (which would count as load)."""
     global _applied
     env_set = bool(os.environ.get(ENV_VAR, "").strip())
@@ -275,7 +275,9 @@ def apply_threads(flag: str | int | None = None) -> ThreadChoice:
     choice = choose_threads(parse_count(flag), os.environ, lambda: measure_load(default_cap), fallback)
     torch.set_num_threads(choice.count)
     _applied = choice
-    log.info(f"threads: {choice}")
+    # Debug only: stderr stays one `error:` line on a usage error; the scripts record the
+    # choice where they record their settings (run log, settings.json, show_runs.jsonl).
+    log.debug(f"threads: {choice}")
     return choice
 
 
