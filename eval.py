@@ -453,8 +453,9 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
             + (compare_markdown(comparisons, protocols, info["bootstrap"]) if comparisons is not None else "")
             + "\nRows:\n" + (f"- `{INPUT_ROW}`: the rainy images themselves (no deraining)\n"
                              if not info["no_input_row"] else "") + "".join(lines)
-            + f"\nSettings: device {info['device']} ({info['threads']['count']} CPU threads, "
-              f"{info['threads']['source']}), full-size images, batch {info['batch']}, "
+            + f"\nSettings: device {info['device']} ({info['threads']['count']} CPU "
+              f"thread{'' if info['threads']['count'] == 1 else 's'}, {info['threads']['source']}), "
+              f"full-size images, batch {info['batch']}, "
               f"tile {info['tile'] or 'none'}, ensemble {'x8' if info['ensemble'] else 'off'}, "
               f"crop border {info['crop_border']}; runtime = mean derain time per image "
               f"(excludes loading and metrics). An identical image has PSNR inf, and a mean over "

@@ -9,6 +9,13 @@ the background threads compute does not depend on the machine's load: the SSIM o
 metrics sums in a different order on 1 and 2 threads (the 16th digit moves), and a table
 must not change with --threads.
 
+What this can hide: on a GPU the processor is free while the network runs, so reading and
+scoring cost nothing. On a CPU the network already uses every free core (utils.threads), so
+background work only fills the gaps in that use; the rest is shared fairly by the kernel (a
+normal-priority thread: a lower one would starve whenever other processes keep every CPU
+busy), so a CPU-bound eval costs at most about what the sequential order costs. `python
+bench.py --eval-overlap` measures both against the bare forward.
+
 `Background(0)` runs every task at once in the calling thread (same single-thread rule), so
 the sequential path gives the same numbers bit for bit (tests/test_eval.py checks it).
 Results come back in submission order: `prefetch` yields them in order, and the caller keeps
@@ -50,7 +57,7 @@ class Background:
         self._pool = None
         if self.workers:
             main_threads = torch.get_num_threads()
-            ready = threading.Barrier(self.workers + 1)
+            ready = threading.Barrier(self.workers + 1, timeout=60)  # a thread that failed to start
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=name,
                                             initializer=_one_torch_thread)
             # Start every thread now (one blocking task each) and wait for their initializers,
