@@ -174,6 +174,21 @@ def test_train_logs_its_threads_in_the_run_log(tmp_path, restore_threads):
     assert "1 CPU thread (--threads)" in (tmp_path / "tiny" / "train.log").read_text()
 
 
+class _ThreadCounts(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        import cv2
+        return torch.tensor([torch.get_num_threads(), cv2.getNumThreads()])
+
+
+def test_dataloader_workers_run_torch_and_opencv_on_one_thread():
+    loader = torch.utils.data.DataLoader(_ThreadCounts(), batch_size=None, num_workers=1,
+                                         worker_init_fn=threads.single_threaded_worker)
+    assert [item.tolist() for item in loader] == [[1, 1], [1, 1]]
+
+
 # ----------------------------------------------------------------------------- background threads
 def test_background_threads_run_torch_on_one_thread_and_leave_the_main_count(restore_threads):
     torch.set_num_threads(2)
