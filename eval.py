@@ -7,7 +7,8 @@
     python eval.py --data DDN=data/DDN/test --layout ddn --protocols y-float --crop-border 0
 
 Rows, per data set: the rainy input, then each --checkpoint (derained here: full-size images,
-batch 1, the HCN authors' protocol, on the GPU when there is one), then each --results folder
+batch 1 unless --batch, the HCN authors' protocol, on the GPU when there is one; the next images
+are read and the last ones scored in background threads meanwhile), then each --results folder
 (another method's derained images, read from disk and paired with the ground truth by name;
 no model is built or loaded when no checkpoint is given). Columns: mean PSNR/SSIM per protocol
 (`rgb` is the HCN authors' table; `y` and `y-float` are the two MATLAB scripts other papers
@@ -24,6 +25,8 @@ import platform
 import re
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +38,8 @@ from tqdm import tqdm
 import dataset
 from config import demo
 from dataset import DatasetError
-from utils import logs
+from utils import logs, threads
+from utils.background import Background, prefetch
 from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
                        resolve_checkpoint, resolve_tile, run_main, sync, trained_on)
 from utils.errors import UserError
@@ -59,6 +63,7 @@ SYNTHETIC_PRESETS = tuple(["light", "heavy", "shifted", "mixed"]
                           + [p for p in PRESET_NAMES if p not in ("light", "heavy", "shifted", "mixed")
                              and p not in HELD_OUT] + list(HELD_OUT))
 INPUT_ROW = "rainy input"
+BATCH_PIXELS = 4 * 1024 * 1024  # pixels per model call with --batch: 4 MP (16 images of 512x512)
 
 
 class EvalError(UserError, ValueError):
@@ -112,7 +117,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also save each checkpoint's derained images as PNG under "
                              "images/<method>/<data set>/ (a folder --results reads back)")
     parser.add_argument("--per-image", action="store_true", help="also write per-image metrics (per_image.csv)")
-    parser.add_argument("--workers", type=int, default=2, help="data loading workers (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="threads reading the next images while the model runs (default 2)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images of one size per model call (default 1; at most "
+                             f"{BATCH_PIXELS // 10**6} megapixels per call). More can be faster on a "
+                             "GPU, but moves the predictions by float rounding (~1e-7), so the "
+                             "tables' last digits may differ from --batch 1")
+    parser.add_argument("--sequential", action="store_true",
+                        help="read, derain and score one image after the other in one thread "
+                             "(same numbers; slower: for comparison and debugging)")
     return parser.parse_args(argv)
 
 
@@ -230,52 +244,123 @@ def _png_name(name: str) -> str:
 
 
 def evaluate_set(name: str, pairs, methods: list[Method], args, device, image_dir: Path | None) -> list[dict]:
-    """Per-image rows (long format: one per image and row of the table), reading each pair once."""
-    loader = torch.utils.data.DataLoader(pairs, batch_size=None, shuffle=False,
-                                         num_workers=args.workers if len(pairs) > 1 else 0)
-    protocols, rows, first = args.protocol_list, [], f"{args.protocol_list[0]}/psnr"
-    bar = tqdm(loader, total=len(pairs), desc=name, unit="img", dynamic_ncols=True,
-               disable=not logs.bars_enabled())
-    for index, item in enumerate(bar):
-        try:
-            clean = to_image(item["clean"])
-            base = {"dataset": name, "name": item["name"]}
-            if not args.no_input_row:
-                rows.append({**base, "method": INPUT_ROW, "height": clean.shape[0], "width": clean.shape[1],
-                             "runtime_s": None,
-                             **image_metrics(to_image(item["rainy"]), clean, protocols, args.crop_border)})
-            for method in methods:
-                if method.kind == "checkpoint":
-                    rainy = item["rainy"].unsqueeze(0)
-                    tile = resolve_tile(args.tile, *rainy.shape[-2:])
-                    sync(device)
-                    start = time.perf_counter()
-                    pred = derain(method.model, rainy, tile=tile, overlap=args.overlap,
-                                  ensemble=args.ensemble, tile_batch=args.tile_batch)
-                    sync(device)
-                    runtime = time.perf_counter() - start
-                    if args.bits:
-                        pred = to_tensor(as_saved(to_image(pred), args.bits))
-                    result, metrics, _ = score_pair(pred, item, protocols, args.crop_border, with_input=False)
-                    if image_dir is not None:
-                        write_image(image_dir / method.name / name / _png_name(item["name"]), result)
-                else:
-                    path = method.files[name][index]
-                    result, truth = align(read_image(path), clean, args.align)
-                    metrics, runtime = image_metrics(result, truth, protocols, args.crop_border), None
-                rows.append({**base, "method": method.name, "height": result.shape[0],
-                             "width": result.shape[1], "runtime_s": runtime, **metrics})
-        except (ResultsError, ImageReadError, DatasetError):
-            raise
-        except ValueError as exc:  # e.g. an image smaller than an SSIM window: name the file
-            entries = getattr(pairs, "entries", None)
-            source = entries[index].rainy if entries is not None else item["name"]
-            raise DatasetError(f"{source}: cannot be scored: {exc}") from None
-        if methods:
-            scored = [r[first] for r in rows if r["method"] == methods[0].name]
-            bar.set_postfix({f"PSNR {methods[0].name}": f"{sum(scored) / len(scored):.2f}"})
+    """Per-image rows (long format: one per image and row of the table), reading each pair once.
+
+    The model runs in this thread, batches of `--batch` images of one size at a time; the next
+    images are read by `--workers` background threads and every image is scored (and saved)
+    by one background thread while the next batch runs (utils.background): loading and
+    metrics hide behind the network. Rows keep the images' order; the numbers equal those of
+    `--sequential`, which does everything in turn in this thread.
+    """
+    checkpoints = [m for m in methods if m.kind == "checkpoint"]
+    first = next((m.name for m in methods), None)
+    metric, psnr_sum, scored = f"{args.protocol_list[0]}/psnr", 0.0, 0
+    rows: list[dict] = []
+    bar = tqdm(total=len(pairs), desc=name, unit="img", dynamic_ncols=True, disable=not logs.bars_enabled())
+    readers = 0 if args.sequential or len(pairs) < 2 else args.workers
+    with Background(readers, "read") as reader, Background(0 if args.sequential else 1, "score") as scorer:
+        pending: deque[Future] = deque()
+
+        def collect(limit: int) -> None:
+            nonlocal psnr_sum, scored
+            while len(pending) > limit:
+                image_rows = pending.popleft().result()
+                rows.extend(image_rows)
+                bar.update(1)
+                mine = [r[metric] for r in image_rows if r["method"] == first]
+                if mine:
+                    psnr_sum, scored = psnr_sum + mine[0], scored + 1
+                    bar.set_postfix({f"PSNR {first}": f"{psnr_sum / scored:.2f}"})
+
+        items = enumerate(prefetch(reader, pairs.__getitem__, len(pairs), ahead=2 * readers or 1))
+        for batch in equal_size_batches(items, args.batch, lambda h, w: whole_image(args.tile, h, w)):
+            preds = {m.name: derain_batch(m, batch, args, device, pairs) for m in checkpoints}
+            for k, (index, item) in enumerate(batch):
+                outputs = {m: (pred[k:k + 1], runtime) for m, (pred, runtime) in preds.items()}
+                pending.append(scorer.submit(score_image, name, index, item, outputs, methods, args,
+                                             pairs, image_dir))
+            collect(limit=args.batch + 1)  # bounded memory: a batch in flight, one being scored
+        collect(limit=0)
     bar.close()
     return rows
+
+
+def whole_image(tile_flag, height: int, width: int) -> bool:
+    """Whether --tile runs this image in one piece (only such images share a batch)."""
+    tile = resolve_tile(tile_flag, height, width)
+    return tile is None or (height <= tile and width <= tile)
+
+
+def equal_size_batches(items, size: int, untiled):
+    """Consecutive (index, item) pairs grouped into lists of up to `size` images of one size,
+    BATCH_PIXELS pixels at most in all (memory); an image that `untiled(h, w)` says is tiled
+    goes alone (tiling batches its tiles itself)."""
+    batch: list = []
+    for index, item in items:
+        shape = tuple(item["rainy"].shape)
+        fits = (untiled(*shape[-2:]) and len(batch) < size and shape[-1] * shape[-2] * (len(batch) + 1)
+                <= BATCH_PIXELS)
+        if batch and not (fits and tuple(batch[0][1]["rainy"].shape) == shape):
+            yield batch
+            batch = []
+        batch.append((index, item))
+    if batch:
+        yield batch
+
+
+def derain_batch(method: Method, batch: list, args, device, pairs) -> tuple[torch.Tensor, float]:
+    """(predictions [B,3,H,W], seconds per image) of one checkpoint on a batch of one size."""
+    rainy = torch.stack([item["rainy"] for _, item in batch])
+    tile = resolve_tile(args.tile, *rainy.shape[-2:])
+    sync(device)
+    start = time.perf_counter()
+    try:
+        pred = derain(method.model, rainy, tile=tile, overlap=args.overlap, ensemble=args.ensemble,
+                      tile_batch=args.tile_batch)
+    except ValueError as exc:
+        raise _cannot_score(pairs, batch[0][0], batch[0][1], exc) from None
+    sync(device)
+    return pred, (time.perf_counter() - start) / len(batch)
+
+
+def score_image(name: str, index: int, item: dict, outputs: dict, methods: list[Method], args,
+                pairs, image_dir: Path | None) -> list[dict]:
+    """The rows of one image: the rainy input, then each method (a checkpoint's prediction in
+    `outputs` as (tensor, seconds), or its file in a result folder); saves the prediction."""
+    protocols = args.protocol_list
+    try:
+        clean = to_image(item["clean"])
+        base = {"dataset": name, "name": item["name"]}
+        rows = []
+        if not args.no_input_row:
+            rows.append({**base, "method": INPUT_ROW, "height": clean.shape[0], "width": clean.shape[1],
+                         "runtime_s": None,
+                         **image_metrics(to_image(item["rainy"]), clean, protocols, args.crop_border)})
+        for method in methods:
+            if method.kind == "checkpoint":
+                pred, runtime = outputs[method.name]
+                if args.bits:
+                    pred = to_tensor(as_saved(to_image(pred), args.bits))
+                result, metrics, _ = score_pair(pred, item, protocols, args.crop_border, with_input=False)
+                if image_dir is not None:
+                    write_image(image_dir / method.name / name / _png_name(item["name"]), result)
+            else:
+                path = method.files[name][index]
+                result, truth = align(read_image(path), clean, args.align)
+                metrics, runtime = image_metrics(result, truth, protocols, args.crop_border), None
+            rows.append({**base, "method": method.name, "height": result.shape[0],
+                         "width": result.shape[1], "runtime_s": runtime, **metrics})
+        return rows
+    except (ResultsError, ImageReadError, DatasetError):
+        raise
+    except ValueError as exc:  # e.g. an image smaller than an SSIM window: name the file
+        raise _cannot_score(pairs, index, item, exc) from None
+
+
+def _cannot_score(pairs, index: int, item: dict, exc: Exception) -> DatasetError:
+    entries = getattr(pairs, "entries", None)
+    source = entries[index].rainy if entries is not None else item["name"]
+    return DatasetError(f"{source}: cannot be scored: {exc}")
 
 
 def summarise(name: str, rows: list[dict], metric_keys: list[str], labels: list[str],
@@ -368,7 +453,9 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
             + (compare_markdown(comparisons, protocols, info["bootstrap"]) if comparisons is not None else "")
             + "\nRows:\n" + (f"- `{INPUT_ROW}`: the rainy images themselves (no deraining)\n"
                              if not info["no_input_row"] else "") + "".join(lines)
-            + f"\nSettings: device {info['device']}, full-size images, batch 1, "
+            + f"\nSettings: device {info['device']} ({info['threads']['count']} CPU "
+              f"thread{'' if info['threads']['count'] == 1 else 's'}, {info['threads']['source']}), "
+              f"full-size images, batch {info['batch']}, "
               f"tile {info['tile'] or 'none'}, ensemble {'x8' if info['ensemble'] else 'off'}, "
               f"crop border {info['crop_border']}; runtime = mean derain time per image "
               f"(excludes loading and metrics). An identical image has PSNR inf, and a mean over "
@@ -405,12 +492,6 @@ PROTOCOL_NOTES = {
 }
 
 
-def _last_line(exc: Exception) -> str:
-    """A DataLoader worker re-raises with the worker's traceback in the message: keep the error."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if "Original Traceback" in text else text
-
-
 def default_out_dir(methods: list[Method]) -> Path:
     if len(methods) == 1 and methods[0].kind == "checkpoint":
         checkpoint = Path(methods[0].source)
@@ -434,6 +515,8 @@ def run(args) -> dict:
         raise EvalError("need 0 <= --overlap < --tile and --tile-batch >= 1")
     if args.bootstrap < 1:
         raise EvalError("--bootstrap must be >= 1")
+    if args.batch < 1 or args.workers < 0:
+        raise EvalError("need --batch >= 1 and --workers >= 0")
 
     try:
         set_max_pixels(args.max_pixels)
@@ -464,6 +547,7 @@ def run(args) -> dict:
         "checkpoints": {m.name: m.source for m in checkpoints},
         "results": {m.name: m.source for m in methods if m.kind == "results"},
         "device": str(device),
+        "threads": threads.in_use().as_dict(), "batch": args.batch,
         "tile": "auto (512 above 1 megapixel)" if args.tile == "auto" else tile, "overlap": args.overlap,
         "tile_batch": args.tile_batch, "ensemble": args.ensemble, "crop_border": args.crop_border,
         "bits": args.bits, "align": args.align, "no_input_row": args.no_input_row,
@@ -490,12 +574,15 @@ def run(args) -> dict:
     by_name = {m.name: m for m in methods}
     summary, per_image = [], []
     metric_keys = metric_columns(args.protocol_list)
+    info["wall_s"] = {}
     for name, _, pairs in sets:
+        start = time.perf_counter()
         try:
             rows = evaluate_set(name, pairs, methods, args, device,
                                 out / "images" if args.save_images else None)
         except (DatasetError, ImageReadError, ResultsError) as exc:
-            raise EvalError(f"data set {name}: {_last_line(exc)}") from None
+            raise EvalError(f"data set {name}: {exc}") from None
+        info["wall_s"][name] = time.perf_counter() - start  # reading, deraining and scoring
         summary += summarise(name, rows, metric_keys, labels, by_name)
         per_image += rows
     comparisons = (compare(per_image, [n for n, _, _ in sets], labels, args.protocol_list, args.bootstrap)
@@ -510,6 +597,7 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.setup(args)
+    threads.apply_threads(args.threads)
     run(args)
     return 0
 

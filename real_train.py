@@ -38,7 +38,7 @@ from dataset import SyntheticRainStream, open_rainy, synthetic_pairs
 from utils.synthetic.photos import load_split
 from losses import online_update_loss
 from networks import build_model
-from utils import logs
+from utils import logs, threads
 from utils.cli import DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, pick_device, resolve_checkpoint, run_main
 from utils.errors import UserError
 from utils.io import shipped
@@ -319,6 +319,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
             (run.path / stale).unlink(missing_ok=True)
         run.log(f"init {init_path}; method {oc.method}; {len(rainy)} images from "
                 f"{oc.data or f'the embedded {oc.target} rain on held-out test photos (ground truth hidden)'}")
+    run.log(f"device {device}, {threads.in_use()}")
     run.log(f"method {oc.method}; loss {oc.loss}" + (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)"
             if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay} (docs/method.md#online-update)")
     epochs = oc.rounds * oc.epochs_per_round
@@ -522,6 +523,7 @@ def comparison(cfg: Config, runs: dict[str, Path]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.setup(args)
+    threads.apply_threads(args.threads)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("real_train.py runs as a single process (its data set is a handful of real "
                         "images); launch it with python, not torchrun")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import logs
+from utils import logs, threads
 from utils.cli import (UsageError, add_inference_args, open_model, pick_device, resolve_checkpoint,
                        resolve_tile, run_main, sync)
 from utils.inference import derain
@@ -169,7 +169,7 @@ def run(args) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     settings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": [str(p) for p in files], "outputs": names, "device": str(device),
-                "model_config": model_cfg.to_dict(),
+                "threads": threads.in_use().as_dict(), "model_config": model_cfg.to_dict(),
                 "args": {k: v for k, v in vars(args).items()}}
     with open(out / RUN_LOG_NAME, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(settings, default=str) + "\n")
@@ -237,6 +237,7 @@ def run(args) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.setup(args)
+    threads.apply_threads(args.threads)
     return run(args)
 
 

@@ -28,7 +28,7 @@ from config import PRESETS, Config, add_config_args, preset_of
 from dataset import PatchDataset, build_train_val, synthetic_from_config, synthetic_stream_from_config
 from losses import HCNLoss
 from networks import build_model, parameter_summary
-from utils import logs
+from utils import logs, threads
 from utils.cli import add_run_args, run_main
 from utils.errors import UserError
 from utils.engine import distributed
@@ -118,7 +118,7 @@ def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
     generator = torch.Generator()
     loader = DataLoader(patches, batch_size=cfg.train.batch_size, sampler=sampler,
                         num_workers=cfg.data.num_workers, drop_last=True, pin_memory=pin,
-                        generator=generator)
+                        generator=generator, worker_init_fn=threads.single_threaded_worker)
     return patches, sampler, loader, generator, val_pairs
 
 
@@ -195,7 +195,7 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 run.log(note)
         trainer.best_step, trainer.best_metric = distributed.broadcast_object(
             info, (best_step, best_metric) if info.is_main else None)
-    run.log(f"device {device} ({trainer.precision.name}), {info.world_size} process(es); "
+    run.log(f"device {device} ({trainer.precision.name}), {threads.in_use()}, {info.world_size} process(es); "
             f"{len(patches)} training patches/epoch, {len(val_pairs)} val images; "
             f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}")
     run.log(parameter_summary(model))
@@ -305,6 +305,7 @@ def report_test(cfg: Config, run: RunDir, device: torch.device) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logs.setup(args)
+    threads.apply_threads(args.threads)
     set_max_pixels(args.max_pixels)
     cfg, state, path = resolve_config(args)  # config, --resume checkpoint: UserError -> exit 2
     info, device = distributed.setup(args.device)

@@ -18,8 +18,9 @@ from dataset import synthetic_from_config
 from networks import build_model
 from utils.cli import run_main
 from utils.errors import UserError
-from utils.io.checkpoints import save_checkpoint
-from utils.io.images import read_image, write_image
+from utils.inference import derain
+from utils.io.checkpoints import load_model, save_checkpoint
+from utils.io.images import read_image, to_image, to_tensor, write_image
 from utils.metrics.protocols import image_metrics
 from utils.synthetic.sets import write_rainy_set
 
@@ -245,3 +246,92 @@ def test_show_folders_match_checkpoints_exactly(tmp_path, monkeypatch):
         assert [got[k] for k in keys] == [want[k] for k in keys]  # exactly
         assert [got[k] for k in keys[2:]] == [float_row[k] for k in keys[2:]]
         assert got["rgb/psnr"] == pytest.approx(float_row["rgb/psnr"], abs=0.05)
+
+
+# ----------------------------------------------------------------------------- overlap and batches
+@pytest.fixture
+def mixed_sizes(tmp_path):
+    """Seven pairs of three sizes, in an order that splits batches: names sort as listed."""
+    root = tmp_path / "mixed"
+    rng = np.random.default_rng(1)
+    for i, (h, w) in enumerate([(40, 48), (40, 48), (36, 52), (40, 48), (40, 48), (40, 48), (44, 44)]):
+        clean = rng.random((h, w, 3)) * 0.6 + 0.2
+        rainy = np.clip(clean + (rng.random((h, w, 3)) > 0.95) * 0.5, 0, 1)
+        write_image(root / "target" / f"{i:02d}.png", clean)
+        write_image(root / "input" / f"{i:02d}.png", rainy)
+    return root
+
+
+def per_image(out: Path) -> list[dict]:
+    with open(out / "per_image.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "runtime_s"} for row in csv.DictReader(handle)]
+
+
+def test_overlapped_eval_equals_sequential_and_the_plain_loop_in_order(mixed_sizes, tmp_path, checkpoint,
+                                                                       monkeypatch):
+    """Reading ahead and scoring in background threads changes neither a number nor the order:
+    the same per-image values, to the last digit, as --sequential and as the plain loop (read a
+    pair, score the input, derain, score the output) that eval.py ran before."""
+    monkeypatch.setattr(evaluate_script, "complexity", lambda *_: {"params": 1, "gmacs": 0.0, "size": "-"})
+    result_dir = tmp_path / "other"  # a result folder too: its rows keep their place
+    for i in range(7):
+        write_image(result_dir / f"{i:02d}.png", read_image(mixed_sizes / "input" / f"{i:02d}.png") * 0.9)
+    common = ["--data", f"m={mixed_sizes}", "--results", f"other={result_dir}", "--per-image", "--save-images"]
+    overlapped = run([*common, "--out", str(tmp_path / "a")], checkpoint)
+    args = evaluate_script.parse_args([*common, "--checkpoint", str(checkpoint), "--device", "cpu",
+                                       "--workers", "3", "--macs-size", "64", "--out", str(tmp_path / "b")])
+    run_rows = evaluate_script.run(args)["rows"]
+    sequential = run([*common, "--sequential", "--out", str(tmp_path / "s")], checkpoint)
+    assert per_image(tmp_path / "a") == per_image(tmp_path / "b") == per_image(tmp_path / "s")
+    assert [{k: v for k, v in r.items() if k != "runtime_s"} for r in overlapped["rows"]] == \
+        [{k: v for k, v in r.items() if k != "runtime_s"} for r in sequential["rows"]] == \
+        [{k: v for k, v in r.items() if k != "runtime_s"} for r in run_rows]
+    rows = per_image(tmp_path / "a")
+    assert [(r["name"], r["method"]) for r in rows] == [
+        (f"{i:02d}", m) for i in range(7) for m in ("rainy input", "ckpt", "other")]
+
+    model, _ = load_model(checkpoint, torch.device("cpu"))
+    for i in range(7):
+        rainy = read_image(mixed_sizes / "input" / f"{i:02d}.png")
+        clean = read_image(mixed_sizes / "target" / f"{i:02d}.png")
+        pred = to_image(derain(model, to_tensor(rainy).unsqueeze(0)))
+        for method, image in (("rainy input", rainy), ("ckpt", pred)):
+            row = next(r for r in rows if r["name"] == f"{i:02d}" and r["method"] == method)
+            want = image_metrics(image, clean)
+            assert {k: float(row[k]) for k in want} == want  # exactly (csv keeps repr digits)
+        saved = read_image(tmp_path / "a" / "images" / "ckpt" / "m" / f"{i:02d}.png")
+        assert saved.shape == rainy.shape
+
+
+def test_batches_group_equal_sizes_and_keep_the_order(mixed_sizes, tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setattr(evaluate_script, "complexity", lambda *_: {"params": 1, "gmacs": 0.0, "size": "-"})
+    shapes = [(40, 48), (40, 48), (36, 52), (40, 48), (40, 48), (40, 48), (44, 44)]
+    items = [(i, {"rainy": torch.zeros(3, h, w)}) for i, (h, w) in enumerate(shapes)]
+    groups = evaluate_script.equal_size_batches(iter(items), 3, lambda h, w: True)
+    assert [[i for i, _ in b] for b in groups] == [[0, 1], [2], [3, 4, 5], [6]]
+    tiled = evaluate_script.equal_size_batches(iter(items), 3, lambda h, w: h * w < 1900)
+    assert [[i for i, _ in b] for b in tiled] == [[0], [1], [2], [3], [4], [5], [6]]
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate_script, "BATCH_PIXELS", 2 * 40 * 48)  # memory bound: 2 at most
+        groups = evaluate_script.equal_size_batches(iter(items), 3, lambda h, w: True)
+        assert [len(b) for b in groups] == [2, 1, 2, 1, 1]
+
+    one = run(["--data", f"m={mixed_sizes}", "--out", str(tmp_path / "one")], checkpoint)["rows"]
+    batched = run(["--data", f"m={mixed_sizes}", "--batch", "3", "--out", str(tmp_path / "b3")], checkpoint)
+    assert batched["batch"] == 3 and "batch 3" in (tmp_path / "b3" / "results.md").read_text()
+    for a, b in zip(one, batched["rows"]):
+        assert (a["dataset"], a["method"], a["images"]) == (b["dataset"], b["method"], b["images"])
+        for key in ("rgb/psnr", "y/psnr", "y-float/ssim"):
+            assert b[key] == pytest.approx(a[key], abs=1e-4)  # float rounding of batched convs only
+
+
+def test_eval_records_threads_and_wall_time(paired, tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setattr(evaluate_script, "complexity", lambda *_: {"params": 1, "gmacs": 0.0, "size": "-"})
+    out = tmp_path / "t"
+    result = run(["--data", f"tiny={paired}", "--out", str(out)], checkpoint)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["threads"]["count"] == torch.get_num_threads() == result["threads"]["count"]
+    assert result["wall_s"]["tiny"] > 0
+    assert f"{torch.get_num_threads()} CPU thread" in (out / "results.md").read_text()
+    with pytest.raises(UserError, match="--batch"):
+        run(["--data", f"tiny={paired}", "--batch", "0", "--out", str(out)], checkpoint)

@@ -120,6 +120,10 @@ def test_rainy_set_prefix_property_and_shared_clean_images():
         np.testing.assert_array_equal(a, b)  # mixed: deterministic too, same backgrounds
     _, _, other_seed = make_rainy_set("test", "light", 24, 3, seed=5)
     assert not np.array_equal(other_seed[0], clean3[0])
+    # (height, width): the centre of the square set of the longer side, with its own rain.
+    _, rainy_hw, clean_hw = make_rainy_set("test", "light", (16, 24), 3, seed=4)
+    assert rainy_hw[0].shape == clean_hw[0].shape == (16, 24, 3)
+    np.testing.assert_array_equal(clean_hw[1], clean3[1][4:20])
 
 
 def test_default_sets_generate_fast():

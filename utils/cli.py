@@ -1,5 +1,5 @@
 """What the five scripts share on the command line: `run_main` (exit codes), the device,
---resume, the inference flags, the default checkpoint, and opening a checkpoint's model with
+--threads, --resume, the inference flags, the default checkpoint, and opening a checkpoint's model with
 messages fit for a user.
 
 Exit codes, the same for every script (`sys.exit(run_main(main))`):
@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from utils import logs
+from utils import logs, threads
 from utils.errors import UserError
 from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
@@ -71,6 +71,21 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
 
 
+def threads_flag(text: str) -> int:
+    """argparse type of --threads: N >= 0 or "auto" (0 and auto: threads.AUTO)."""
+    try:
+        return threads.parse_count(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a thread count >= 0 or 'auto', got {text!r}") from None
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=threads_flag, default=None, metavar="N|auto",
+                        help="CPU threads for torch: N, or auto (also 0) = as many as CPUs are "
+                             "free right now; default: $OMP_NUM_THREADS if set, else auto "
+                             "(utils/threads.py)")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` prefers CUDA, then MPS, then CPU; an explicit name is validated."""
     if name == "auto":
@@ -110,6 +125,7 @@ def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help=f"start afresh even if {run_dir} holds a run (its checkpoints are deleted)")
     add_device_arg(parser)
+    add_threads_arg(parser)
     add_max_pixels_arg(parser)
     logs.add_log_args(parser)
 
@@ -204,6 +220,7 @@ def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--ensemble", action="store_true",
                         help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
+    add_threads_arg(parser)
     add_max_pixels_arg(parser)
     logs.add_log_args(parser)
 

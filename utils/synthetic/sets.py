@@ -18,22 +18,27 @@ class SetExistsError(UserError, FileExistsError):
     """The output folder of a synthetic set already holds files."""
 
 
-def make_rainy_set(split: str, preset: Union[str, RainPreset], size: int, count: int,
-                   seed: int, folder: Optional[str | Path] = None
+def make_rainy_set(split: str, preset: Union[str, RainPreset], size: int | tuple[int, int],
+                   count: int, seed: int, folder: Optional[str | Path] = None
                    ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """(names, rainy images, clean images) generated in memory.
 
     Clean backgrounds come from `split`'s own photos (built-in, or `folder`); image i depends
     only on (seed, split, i) for the background and (seed, split, i, preset) for the rain, so
     the sets of different presets of one seed and split share the same clean images.
+    `size`: a side (square images) or (height, width): the centre of the square crop of the
+    longer side.
     """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     name = preset.name if isinstance(preset, RainPreset) else preset
-    backgrounds = clean_backgrounds(split, size, count, seed, folder)
+    height, width = (size, size) if isinstance(size, int) else size
+    backgrounds = clean_backgrounds(split, max(height, width), count, seed, folder)
     split_id = SPLITS.index(split)
     names, rainy, clean = [], [], []
     for i, (_, background) in enumerate(backgrounds):
+        top, left = (background.shape[0] - height) // 2, (background.shape[1] - width) // 2
+        background = np.ascontiguousarray(background[top:top + height, left:left + width])
         rng = np.random.default_rng([seed, split_id, i, preset_id(preset)])
         names.append(f"{split}-{name}-{i:04d}")
         rainy.append(add_rain(background, preset, rng))
