@@ -116,6 +116,9 @@ class OnlineConfig:
     #   direct: B^k = B^0, fixed labels never refreshed (the paper's baseline (c))
     #   chain:  B^k = f_k(B^{k-1}), the current model on the previous label: it removes what the
     #           model still sees as rain in its own labels, so removal grows round by round.
+    #   transfer: labels as paper, but the training input is B_i^k plus the rain layer
+    #           R_j^k = O_j - B_j^k of another photo, turned by up to 40 degrees and mirrored:
+    #           the photos' own rain, on their own (estimated) backgrounds, in new directions.
     method: str = "paper"
     # Online-update loss: "paper" = L1 + loss.online_lambda x rain-layer term (docs/method.md#losses);
     # "l1" = L1 to the pseudo-labels only.

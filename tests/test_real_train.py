@@ -21,7 +21,7 @@ from utils.engine.trainer import Trainer
 from utils.inference import derain
 from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
 from utils.io.images import write_image
-from utils.online import OnlineCrops
+from utils.online import OnlineCrops, rotate_flip, training_input
 
 
 def make_init(path: Path) -> Path:
@@ -106,6 +106,27 @@ def test_online_crops_partner_is_another_image_and_deterministic():
         assert torch.equal(item["partner_rain"], crops[i]["partner_rain"])
 
 
+def test_transfer_turns_the_partner_rain_and_keeps_the_other_crops():
+    gen = torch.Generator().manual_seed(0)
+    rainy = [torch.rand(3, 24, 24, generator=gen) for _ in range(3)]
+    labels = [r * 0.5 for r in rainy]
+    plain, turned = (OnlineCrops(rainy, labels, patch_size=16, seed=3, rotate=rotate) for rotate in (0.0, 40.0))
+    for i in range(3):
+        a, b = plain[i], turned[i]
+        assert torch.equal(a["rainy"], b["rainy"]) and torch.equal(a["pseudo"], b["pseudo"])
+        assert not torch.equal(a["partner_rain"], b["partner_rain"])
+        assert torch.equal(b["partner_rain"], turned[i]["partner_rain"])  # deterministic
+    image = torch.rand(3, 9, 11, generator=gen)
+    assert torch.allclose(rotate_flip(image, 0.0, False), image, atol=1e-6)
+    assert torch.allclose(rotate_flip(image, 0.0, True), image.flip(-1), atol=1e-6)
+    square = torch.rand(3, 9, 9, generator=gen)  # a quarter turn moves pixels exactly
+    assert torch.allclose(rotate_flip(square, 90.0, False), torch.rot90(square, 1, (1, 2)), atol=1e-5)
+    batch = {"rainy": torch.zeros(1, 3, 2, 2), "pseudo": torch.full((1, 3, 2, 2), 0.7),
+             "partner_rain": torch.tensor([0.5, -0.2, 0.1]).view(1, 3, 1, 1).expand(1, 3, 2, 2)}
+    assert torch.equal(training_input("paper", batch), batch["rainy"])
+    assert torch.allclose(training_input("transfer", batch)[0, :, 0, 0], torch.tensor([1.0, 0.5, 0.8]))
+
+
 def _stop_after(monkeypatch, step: int) -> None:
     original = Trainer.train_step
 
@@ -165,14 +186,14 @@ def _labels_of(run: Path, k: int) -> dict:
     return {p.stem: np.load(p) for p in sorted((run / "pseudo_labels" / f"round_{k:03d}").glob("*.npy"))}
 
 
-def test_direct_keeps_round_0_labels_and_chain_reapplies_the_model(tmp_path, real_folder):
+def test_direct_keeps_round_0_labels_chain_reapplies_the_model_transfer_refreshes(tmp_path, real_folder):
     from dataset import open_rainy
     from utils.inference import derain
 
     init = make_init(tmp_path / "init.pth")
     images = open_rainy(real_folder)
     init_model, _ = load_model(init)
-    for method in ("direct", "chain"):
+    for method in ("direct", "chain", "transfer"):
         argv = online_args(tmp_path / method, init, f"online.method={method}", "online.guard_db=0")
         assert real_train.main(argv + ["--data", str(real_folder)]) == 0
         run = tmp_path / method / "runs" / "rt"
@@ -185,6 +206,8 @@ def test_direct_keeps_round_0_labels_and_chain_reapplies_the_model(tmp_path, rea
             b0 = derain(init_model, x).clamp(0, 1)
             if method == "direct":
                 expected = b0  # never refreshed
+            elif method == "transfer":  # B^2 = f_2(O), as the paper's
+                expected = derain(model_2, x).clamp(0, 1)
             else:  # B^2 = f_2(f_1(B^0))
                 expected = derain(model_2, derain(model_1, b0).clamp(0, 1)).clamp(0, 1)
             assert torch.allclose(torch.from_numpy(labels[key]), expected[0], atol=1e-5), (method, key)

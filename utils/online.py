@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -77,15 +78,27 @@ def _pad_to(image: torch.Tensor, size: int) -> torch.Tensor:
     return pad_bottom_right(image[None], max(0, size - h), max(0, size - w))[0]
 
 
+def rotate_flip(image: torch.Tensor, degrees: float, flip: bool) -> torch.Tensor:
+    """[3,H,W] rotated about its centre (bilinear, mirrored borders), then mirrored left-right."""
+    array = image.permute(1, 2, 0).numpy()
+    h, w = array.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0)
+    array = cv2.warpAffine(array, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    out = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    return out.flip(-1) if flip else out
+
+
 class OnlineCrops(Dataset):
     """Item i: aligned random crops of the rainy image O_i and its pseudo-label B_i^{k-1}, plus
-    the rain layer O_j - B_j^{k-1} of an independent crop of a random *other* image j.
+    the rain layer O_j - B_j^{k-1} of an independent crop of a random *other* image j,
+    turned by U(-rotate, rotate) degrees and mirrored with probability 1/2 when `rotate` > 0
+    (the rain-transfer method: new streak directions from the photos' own rain).
 
     Randomness depends only on (seed, epoch, i), so a resumed run draws the same crops.
     """
 
     def __init__(self, rainy: list[torch.Tensor], labels: list[torch.Tensor], patch_size: int,
-                 seed: int):
+                 seed: int, rotate: float = 0.0):
         if len(rainy) != len(labels) or not rainy:
             raise ValueError(f"OnlineCrops needs one label per image, got {len(rainy)} images "
                              f"and {len(labels)} labels")
@@ -93,6 +106,7 @@ class OnlineCrops(Dataset):
         self.labels = [_pad_to(b, patch_size) for b in labels]
         self.patch_size = patch_size
         self.seed = seed
+        self.rotate = rotate
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -114,5 +128,17 @@ class OnlineCrops(Dataset):
         n = len(self.rainy)
         j = i if n == 1 else int((i + 1 + rng.integers(0, n - 1)) % n)  # uniform over j != i
         partner_rainy, partner_label = self._random_crop(j, rng)
+        partner_rain = partner_rainy - partner_label
+        if self.rotate > 0:  # drawn after the crops: the other methods' crops stay as they were
+            partner_rain = rotate_flip(partner_rain, float(rng.uniform(-self.rotate, self.rotate)),
+                                       bool(rng.random() < 0.5))
         return {"rainy": rainy.contiguous(), "pseudo": label.contiguous(),
-                "partner_rain": (partner_rainy - partner_label).contiguous()}
+                "partner_rain": partner_rain.contiguous()}
+
+
+def training_input(method: str, batch: dict) -> torch.Tensor:
+    """What the model sees in an online-update step: the rainy crop O_i, or, for the rain-transfer
+    method, the pseudo-clean crop B_i plus the other photo's (turned) rain layer R_j."""
+    if method == "transfer":
+        return (batch["pseudo"] + batch["partner_rain"]).clamp(0, 1)
+    return batch["rainy"]
