@@ -23,6 +23,10 @@ from typing import Any, Optional, Tuple
 
 from utils.errors import UserError
 
+# Forward-pass precisions (utils/engine/precision.py): no autocast, bf16 autocast, or bf16 only
+# where the device computes it natively.
+PRECISIONS = ("fp32", "bf16", "auto")
+
 
 @dataclass
 class ModelConfig:
@@ -94,7 +98,9 @@ class TrainConfig:
     image_every: int = 2_000  # tensorboard image panels
     max_bad_steps: int = 5  # consecutive non-finite losses before aborting
     seed: int = 66
-    amp: bool = True  # mixed precision on CUDA (bf16 when supported, else fp16)
+    # fp32 | bf16 | auto: bf16 autocast on a GPU or CPU with native bf16, fp16 + GradScaler on a
+    # GPU without it, else fp32 (utils/engine/precision.py). Replaces train.amp (true = auto).
+    precision: str = "auto"
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model
     # Start from the weights of this checkpoint (its EMA shadow if it has one) with a fresh
@@ -155,6 +161,9 @@ class OnlineConfig:
     # epochs) it moved the hidden-GT PSNR by -0.02..+0.00 dB versus plain labels (seed noise
     # ~0.05 dB) and SSIM by +0.003..+0.004.
     ensemble_labels: bool = False
+    # Precision of the pseudo-label refresh and of the per-round scoring (fp32 | bf16 | auto;
+    # utils/engine/precision.py); the update's training steps follow train.precision.
+    refresh_precision: str = "auto"
     rounds: int = 20  # pseudo-label refreshes (one per real epoch in the paper)
     epochs_per_round: int = 1
     batch_size: int = 1
@@ -181,7 +190,7 @@ class Config:
     def from_dict(cls, data: dict) -> "Config":
         """Inverse of `to_dict`; unknown keys, wrong types and out-of-range model sizes raise
         ValueError (a checkpoint's stored config is checked like user input)."""
-        cfg = _from_dict(cls, data, "")
+        cfg = _from_dict(cls, _migrate(data), "")
         validate(cfg)
         return cfg
 
@@ -300,10 +309,38 @@ def load_config_file(path: str | Path) -> Config:
         raise ConfigError(f"--config {path}: {exc}") from None
 
 
+def _amp_as_precision(amp: bool) -> str:
+    return "auto" if amp else "fp32"
+
+
+def _migrate(data: dict) -> dict:
+    """A config saved before train.precision replaced train.amp (config.json files and the
+    configs inside checkpoints, weights/standard.pth among them): amp true -> precision auto
+    (what amp did on CUDA; on a CPU, auto is fp32 unless it has native bf16), false -> fp32."""
+    train = data.get("train") if isinstance(data, dict) else None
+    if not isinstance(train, dict) or "amp" not in train:
+        return data
+    train = dict(train)
+    amp = train.pop("amp")
+    if not isinstance(amp, bool):
+        raise ConfigError(f"config.train.amp: expected true or false, got {amp!r}")
+    train.setdefault("precision", _amp_as_precision(amp))
+    return {**data, "train": train}
+
+
 def apply_override(cfg: Config, item: str) -> None:
     """Set one field from 'section.field=value'; the text is parsed by the field's declared type
-    (`data.root=2024` is the string '2024', `train.lr=abc` an error naming train.lr)."""
+    (`data.root=2024` is the string '2024', `train.lr=abc` an error naming train.lr).
+    The old `train.amp=true|false` still works: it sets train.precision to auto|fp32."""
     key, sep, text = item.partition("=")
+    if key.strip() == "train.amp" and sep:
+        try:
+            amp = _convert(text.strip(), bool, from_text=True)
+        except _Mismatch:
+            raise ConfigError(f"--set train.amp={text.strip()}: train.amp expects true or false "
+                              f"(it is now train.precision: {' | '.join(PRECISIONS)})") from None
+        cfg.train.precision = _amp_as_precision(amp)
+        return
     parts = key.strip().split(".")
     if not sep or len(parts) != 2:
         raise ConfigError(f"--set {item!r} must look like section.field=value")
@@ -480,6 +517,10 @@ MODEL_BOUNDS = {"channels": (1, 512), "encoder_blocks": (1, 128), "attention_red
 def validate(cfg: "Config") -> None:
     """Model-size bounds (types are checked by `_from_dict`/`apply_override`); ConfigError
     names the field."""
+    for where, value in (("train.precision", cfg.train.precision),
+                         ("online.refresh_precision", cfg.online.refresh_precision)):
+        if value not in PRECISIONS:
+            raise ConfigError(f"config {where}: {value!r} is not one of {', '.join(PRECISIONS)}")
     model = cfg.model
     if not isinstance(model.encoder_blocks, tuple) or len(model.encoder_blocks) != 3:
         raise ConfigError(f"config model.encoder_blocks: expected 3 numbers, got {model.encoder_blocks!r}")

@@ -7,8 +7,9 @@
     python eval.py --data DDN=data/DDN/test --layout ddn --protocols y-float --crop-border 0
 
 Rows, per data set: the rainy input, then each --checkpoint (derained here: full-size images,
-batch 1 unless --batch, the HCN authors' protocol, on the GPU when there is one; the next images
-are read and the last ones scored in background threads meanwhile), then each --results folder
+batch 1 unless --batch, the HCN authors' protocol, on the GPU when there is one, in fp32 unless
+--precision says otherwise; the next images are read and the last ones scored in background
+threads meanwhile), then each --results folder
 (another method's derained images, read from disk and paired with the ground truth by name;
 no model is built or loaded when no checkpoint is given). Columns: mean PSNR/SSIM per protocol
 (`rgb` is the HCN authors' table; `y` and `y-float` are the two MATLAB scripts other papers
@@ -41,7 +42,7 @@ from dataset import DatasetError
 from utils import logs, threads
 from utils.background import Background, prefetch
 from utils.cli import (MissingCheckpoint, add_inference_args, open_model, pick_device,
-                       resolve_checkpoint, resolve_tile, run_main, sync, trained_on)
+                       pick_precision, resolve_checkpoint, resolve_tile, run_main, sync, trained_on)
 from utils.errors import UserError
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError
@@ -316,7 +317,7 @@ def derain_batch(method: Method, batch: list, args, device, pairs) -> tuple[torc
     start = time.perf_counter()
     try:
         pred = derain(method.model, rainy, tile=tile, overlap=args.overlap, ensemble=args.ensemble,
-                      tile_batch=args.tile_batch)
+                      tile_batch=args.tile_batch, precision=args.precision_used)
     except ValueError as exc:
         raise _cannot_score(pairs, batch[0][0], batch[0][1], exc) from None
     sync(device)
@@ -455,7 +456,7 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
                              if not info["no_input_row"] else "") + "".join(lines)
             + f"\nSettings: device {info['device']} ({info['threads']['count']} CPU "
               f"thread{'' if info['threads']['count'] == 1 else 's'}, {info['threads']['source']}), "
-              f"full-size images, batch {info['batch']}, "
+              f"precision {info['precision']}, full-size images, batch {info['batch']}, "
               f"tile {info['tile'] or 'none'}, ensemble {'x8' if info['ensemble'] else 'off'}, "
               f"crop border {info['crop_border']}; runtime = mean derain time per image "
               f"(excludes loading and metrics). An identical image has PSNR inf, and a mean over "
@@ -532,6 +533,8 @@ def run(args) -> dict:
         methods += open_results(args, sets, taken)
     except (MissingCheckpoint, CheckpointError, DatasetError, ResultsError, ValueError) as exc:
         raise EvalError(str(exc)) from None
+    # fp32 by default: a table's numbers should not depend on the machine's bf16 support.
+    args.precision_used = pick_precision(args.precision, device)
     checkpoints = [m for m in methods if m.kind == "checkpoint"]
     others = [m.name for m in checkpoints[1:] if not args.data and
               (m.cfg.data.synthetic_size, m.cfg.data.synthetic_seed) !=
@@ -548,6 +551,7 @@ def run(args) -> dict:
         "results": {m.name: m.source for m in methods if m.kind == "results"},
         "device": str(device),
         "threads": threads.in_use().as_dict(), "batch": args.batch,
+        "precision": args.precision_used.name, "precision_reason": args.precision_used.reason,
         "tile": "auto (512 above 1 megapixel)" if args.tile == "auto" else tile, "overlap": args.overlap,
         "tile_batch": args.tile_batch, "ensemble": args.ensemble, "crop_border": args.crop_border,
         "bits": args.bits, "align": args.align, "no_input_row": args.no_input_row,
@@ -558,7 +562,8 @@ def run(args) -> dict:
         "trained_on": {m.name: trained_on(m.cfg) for m in checkpoints},
         "datasets": [{"name": n, "source": s, "images": len(d)} for n, s, d in sets],
     }
-    settings = {**info, "args": {k: v for k, v in vars(args).items() if k != "protocol_list"},
+    settings = {**info, "args": {k: v for k, v in vars(args).items()
+                                 if k not in ("protocol_list", "precision_used")},
                 "model_configs": {m.name: m.cfg.to_dict() for m in checkpoints},
                 "torch": torch.__version__, "python": platform.python_version(),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -568,7 +573,7 @@ def run(args) -> dict:
         first = sets[0][2][0]["rainy"].unsqueeze(0)
         for m in checkpoints:
             derain(m.model, first, tile=resolve_tile(args.tile, *first.shape[-2:]), overlap=args.overlap,
-                   tile_batch=args.tile_batch)
+                   tile_batch=args.tile_batch, precision=args.precision_used)
 
     labels = ([] if args.no_input_row else [INPUT_ROW]) + [m.name for m in methods]
     by_name = {m.name: m for m in methods}

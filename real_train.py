@@ -8,7 +8,8 @@ Round 0 pseudo-labels B^0 are the synthetic model's outputs on the real images. 
 (k = 1..online.rounds) fine-tunes online.epochs_per_round epochs on random crops with
     L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1},
 then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k,
-with the x8 self-ensemble of the current model when online.ensemble_labels is set.
+with the x8 self-ensemble of the current model when online.ensemble_labels is set, at
+online.refresh_precision (fp32 | bf16 | auto; the update's steps follow train.precision).
 The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
 (counted from 0, as the authors' real-epoch index) starts.
 
@@ -44,6 +45,7 @@ from utils.errors import UserError
 from utils.io import shipped
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
+from utils.engine.precision import Precision
 from utils.engine.resume import resolve_config as resolve_run_config
 from utils.engine.rng import seed_everything
 from utils.engine.run_dir import RunDir, format_metrics, progress
@@ -139,12 +141,14 @@ TRANSFER_ROTATE = 40.0
 LOSSES = ("paper", "l1")
 
 
-def _derain(trainer: Trainer, model, image: torch.Tensor, ensemble: bool = False) -> torch.Tensor:
+def _derain(trainer: Trainer, model, image: torch.Tensor, precision: Precision,
+            ensemble: bool = False) -> torch.Tensor:
+    """The model's output on one image (float32, clamped, on the CPU); `precision`:
+    online.refresh_precision resolved for the device."""
     _, h, w = image.shape
     tile = trainer.cfg.online.tile
-    with trainer.precision.autocast():
-        return derain(model, image[None].to(trainer.device), tile=tile if tile and max(h, w) > tile else None,
-                      ensemble=ensemble)[0].float().cpu().clamp(0, 1)
+    return derain(model, image[None].to(trainer.device), tile=tile if tile and max(h, w) > tile else None,
+                  ensemble=ensemble, precision=precision)[0].cpu().clamp(0, 1)
 
 
 def _rgb(pred: torch.Tensor, clean: torch.Tensor) -> dict:
@@ -153,12 +157,14 @@ def _rgb(pred: torch.Tensor, clean: torch.Tensor) -> dict:
 
 
 def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, clean, run: RunDir,
-                   stop: StopRequest, in_domain=None, guard=None) -> bool:
+                   stop: StopRequest, in_domain=None, guard=None, precision: Precision | None = None
+                   ) -> bool:
     """Write B^k for every image not yet written (online.method says how), with the current
     model's output f_k(O) as preview and side-by-side panel (input | round k); log the outputs'
     PSNR/SSIM with ground truth, their BRISQUE when online.nr_score, and the labels' change
     from B^{k-1}. False if stopped."""
     oc = trainer.cfg.online
+    precision = precision or Precision(trainer.device, oc.refresh_precision)
     model = trainer.eval_model()
     model.eval()
     score_nr = oc.nr_score and noref.available()
@@ -168,13 +174,13 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
         for i in todo:
             if stop.requested:
                 return False
-            out = _derain(trainer, model, rainy[i])
+            out = _derain(trainer, model, rainy[i], precision)
             if k > 0 and oc.method == "direct":
                 label = labels.load(k - 1, keys[i])
             elif k > 0 and oc.method == "chain":
-                label = _derain(trainer, model, labels.load(k - 1, keys[i]), oc.ensemble_labels)
+                label = _derain(trainer, model, labels.load(k - 1, keys[i]), precision, oc.ensemble_labels)
             else:
-                label = _derain(trainer, model, rainy[i], True) if oc.ensemble_labels else out
+                label = _derain(trainer, model, rainy[i], precision, True) if oc.ensemble_labels else out
             item = {}
             if clean is not None:
                 item.update(_rgb(out, clean[i]))
@@ -201,7 +207,8 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
         stats[name] = float(np.mean([p[name] for p in per_image]))
     for key, pairs in (("in_domain_psnr", in_domain), ("guard_psnr", guard)):
         if pairs:
-            stats[key] = float(np.mean([_rgb(_derain(trainer, model, x), c)["psnr"] for x, c in pairs]))
+            stats[key] = float(np.mean([_rgb(_derain(trainer, model, x, precision), c)["psnr"]
+                                        for x, c in pairs]))
     if "psnr" in stats:
         run.scalars({"online/psnr_vs_hidden_gt": stats["psnr"], "online/ssim_vs_hidden_gt": stats["ssim"]}, k)
     if "brisque" in stats:
@@ -252,6 +259,8 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
               f"got {oc.method!r} and {oc.loss!r}", file=sys.stderr)
         return 2
     cfg.train.ema_decay = oc.ema_decay
+    # Refuses bf16 on a device without bf16 autocast before anything is written.
+    Precision(device, cfg.train.precision, training=True), Precision(device, oc.refresh_precision)
     init = None
     init_path = resolve_checkpoint(oc.init) if state is None else Path(oc.init or DEMO_CHECKPOINT)
     if state is None:
@@ -323,6 +332,9 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         run.log(f"init {init_path}; method {oc.method}; {len(rainy)} images from "
                 f"{oc.data or f'the embedded {oc.target} rain on held-out test photos (ground truth hidden)'}")
     run.log(f"device {device}, {threads.in_use()}")
+    refresh = Precision(device, oc.refresh_precision)
+    run.log(f"training {trainer.precision.describe()}; pseudo-label refresh "
+            f"{refresh.describe()} (online.refresh_precision)")
     run.log(f"method {oc.method}; loss {oc.loss}" + (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)"
             if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay} (docs/method.md#online-update)")
     epochs = oc.rounds * oc.epochs_per_round
@@ -341,7 +353,8 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
             while True:
                 r = trainer.epoch // oc.epochs_per_round  # the round trains on B^r
                 if not labels.complete(r):
-                    if not refresh_labels(trainer, labels, r, keys, rainy, clean, run, stop, in_domain, guard):
+                    if not refresh_labels(trainer, labels, r, keys, rainy, clean, run, stop, in_domain, guard,
+                                          refresh):
                         run.log(f"stopped by {stop.signal_name} while writing B^{r}; resume with "
                                 f"python real_train.py --resume {run.path / 'latest.pth'}")
                         trainer.save(trainer.state_dict(), run.path / "latest.pth")

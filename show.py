@@ -26,8 +26,8 @@ import torch
 from tqdm import tqdm
 
 from utils import logs, threads
-from utils.cli import (UsageError, add_inference_args, open_model, pick_device, resolve_checkpoint,
-                       resolve_tile, run_main, sync)
+from utils.cli import (UsageError, add_inference_args, open_model, pick_device, pick_precision,
+                       resolve_checkpoint, resolve_tile, run_main, sync)
 from utils.inference import derain
 from utils.io.files import check_outside
 from utils.io.images import (ImageReadError, is_image_file, read_image, set_max_pixels, to_image,
@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    add_inference_args(parser, default_tile="auto")
+    add_inference_args(parser, default_tile="auto", default_precision="auto")
     parser.add_argument("--out", default="runs/show", help="output folder (default: runs/show)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--panels", action="store_true",
@@ -166,10 +166,12 @@ def run(args) -> int:
 
     device = pick_device(args.device)
     model, model_cfg = open_model(resolve_checkpoint(args.checkpoint), device, use_ema=not args.no_ema)
+    precision = pick_precision(args.precision, device)
 
     out.mkdir(parents=True, exist_ok=True)
     settings = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "inputs": [str(p) for p in files], "outputs": names, "device": str(device),
                 "threads": threads.in_use().as_dict(), "model_config": model_cfg.to_dict(),
+                "precision": precision.name, "precision_reason": precision.reason,
                 "args": {k: v for k, v in vars(args).items()}}
     with open(out / RUN_LOG_NAME, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(settings, default=str) + "\n")
@@ -188,13 +190,14 @@ def run(args) -> int:
         tile = resolve_tile(args.tile, height, width)
         start = time.perf_counter()
         pred = derain(model, to_tensor(rainy).unsqueeze(0), tile=tile, overlap=args.overlap,
-                      ensemble=args.ensemble, tile_batch=args.tile_batch)
+                      ensemble=args.ensemble, tile_batch=args.tile_batch, precision=precision)
         sync(device)
         seconds = time.perf_counter() - start
         derained = np.clip(to_image(pred), 0.0, 1.0)
         write_image(out / name, derained, bits=args.bits)
         how = f"tiles {tile}/{args.overlap}" if tile and max(height, width) > tile else "whole"
-        log.info(f"{path} ({width}x{height}, {how}{', x8' if args.ensemble else ''}) "
+        log.info(f"{path} ({width}x{height}, {how}{', x8' if args.ensemble else ''}"
+                 f"{', ' + precision.name if precision.dtype is not None else ''}) "
                  f"-> {out / name}  {seconds:.2f} s")
 
         if args.panels:

@@ -33,6 +33,7 @@ from utils.cli import add_run_args, run_main
 from utils.errors import UserError
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest
+from utils.engine.precision import Precision
 from utils.engine.resume import reconcile_best, resolve_config as resolve_run_config
 from utils.engine.rng import seed_everything
 from utils.engine.run_dir import RunDir, format_metrics, progress
@@ -134,7 +135,7 @@ def validate(trainer: Trainer, val_pairs, run: RunDir, images: bool) -> float | 
     psnr = None
     if trainer.info.is_main and len(val_pairs):
         result = evaluate(trainer.eval_model(), val_pairs, trainer.device,
-                          autocast=trainer.precision.autocast, panels=2 if images else 0)
+                          precision=trainer.precision, panels=2 if images else 0)
         out = result["output"]
         psnr = out["rgb/psnr"]
         run.scalars({"val/psnr": psnr, "val/ssim": out["rgb/ssim"]}, trainer.step)
@@ -195,7 +196,7 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 run.log(note)
         trainer.best_step, trainer.best_metric = distributed.broadcast_object(
             info, (best_step, best_metric) if info.is_main else None)
-    run.log(f"device {device} ({trainer.precision.name}), {threads.in_use()}, {info.world_size} process(es); "
+    run.log(f"device {device}, {trainer.precision.describe()}, {threads.in_use()}; {info.world_size} process(es); "
             f"{len(patches)} training patches/epoch, {len(val_pairs)} val images; "
             f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}")
     run.log(parameter_summary(model))
@@ -310,6 +311,7 @@ def main(argv=None) -> int:
     cfg, state, path = resolve_config(args)  # config, --resume checkpoint: UserError -> exit 2
     info, device = distributed.setup(args.device)
     try:
+        Precision(device, cfg.train.precision, training=True)  # bf16 where unsupported: before any file
         data = build_data(cfg, info, pin=device.type == "cuda")  # the data: before any file is written
         init = initial_weights(cfg, resumed=state is not None)
         return train(cfg, state, path, info, device, data, overwrite=args.overwrite, init=init)

@@ -10,6 +10,9 @@ constant, not 9) and q is added as a residual.
 The score matrix is (h*w) x (|q| + |o|), quadratic in pixel count, so it is computed in
 chunks of queries: memory stays bounded and, on CPU, a chunk that fits in cache is also
 the fastest choice (about 2x faster than torch's scaled_dot_product_attention here).
+On CUDA the product goes to torch's scaled_dot_product_attention instead (fused kernels
+that never hold the score matrix either, forward and backward); `attention_backend`
+decides, and `chunked_attention(..., backend=...)` runs either path on any device.
 """
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ _KSIZE = 3
 _KEY_EPS = 1e-4  # keys are divided by max(norm, 1e-4), as in the authors' code
 _PASTE_DIVISOR = 4.0  # the authors' patch-paste normalisation (inherited from PANet)
 _MAX_BLOCK = 1 << 22  # score elements per sample and chunk (16 MiB in float32)
+# SDPA calls per query block of at most this many scores per sample: a fused kernel never
+# stores them, but a fallback to the math kernel would (256 MiB in float32).
+_SDPA_MAX_BLOCK = 1 << 26
+_SDPA_ALIGN = 8  # head dims padded to a multiple of this, as the fused kernels require
+BACKENDS = ("chunked", "sdpa")
 
 
 def _patches(x: torch.Tensor) -> torch.Tensor:
@@ -28,18 +36,62 @@ def _patches(x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, kernel_size=_KSIZE, padding=_KSIZE // 2)
 
 
+def attention_backend(device_type: str, has_sdpa: bool | None = None) -> str:
+    """'sdpa' (torch's scaled_dot_product_attention) on CUDA, 'chunked' elsewhere.
+
+    On CUDA the fused kernels beat a Python loop of matrix products, and their backward keeps
+    memory linear like the chunked one. On CPU the chunked loop is the faster of the two
+    (module docstring). `has_sdpa`: whether this torch has it (None: look)."""
+    if has_sdpa is None:
+        has_sdpa = hasattr(F, "scaled_dot_product_attention")
+    return "sdpa" if device_type == "cuda" and has_sdpa else "chunked"
+
+
 def chunked_attention(queries: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
-                      scale: float, chunk: int) -> torch.Tensor:
+                      scale: float, chunk: int, backend: str | None = None) -> torch.Tensor:
     """softmax(scale * Q K) V, computed `chunk` queries at a time (fewer for huge key sets).
 
     queries [B, Lq, d], keys_t [B, d, L], values [B, L, dv] -> [B, Lq, dv].
     Only a [B, chunk, L] score block is alive at once (two of them during softmax). Under
     autograd the attention weights are not stored but recomputed chunk by chunk in
     backward (as flash attention does), so training memory stays O(Lq + L) too.
+    `backend`: "chunked" (this loop), "sdpa" (torch's fused attention, `_sdpa_attention`) or
+    None, `attention_backend`'s choice for the inputs' device.
     """
+    backend = backend or attention_backend(queries.device.type)
+    if backend == "sdpa":
+        return _sdpa_attention(queries, keys_t, values, scale)
+    if backend != "chunked":
+        raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
     if torch.is_grad_enabled() and any(t.requires_grad for t in (queries, keys_t, values)):
         return _ChunkedAttention.apply(queries, keys_t, values, scale, chunk)
     return _attend(queries * scale, keys_t, values, chunk)
+
+
+def _sdpa_attention(queries: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
+                    scale: float) -> torch.Tensor:
+    """The same product through F.scaled_dot_product_attention (autograd as torch defines it).
+
+    Inputs become [B, 1, L, D] (the fused kernels want 4-d tensors with contiguous rows) of
+    one dtype: the autocast dtype inside autocast, else the widest. The head dims are padded
+    with zeros to a multiple of 8 (the fused kernels' alignment; d = 9 x embedding width is
+    rarely one): zero query/key columns add nothing to a score, zero value columns are cut
+    from the result. Queries go in blocks so that a fallback to the unfused math kernel,
+    which stores the scores, stays bounded too."""
+    device_type = queries.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+    else:
+        dtype = torch.promote_types(torch.promote_types(queries.dtype, keys_t.dtype), values.dtype)
+    pad_d, pad_v = -queries.shape[2] % _SDPA_ALIGN, -values.shape[2] % _SDPA_ALIGN
+    q = F.pad(queries.to(dtype), (0, pad_d)).unsqueeze(1)
+    k = F.pad(keys_t.to(dtype).transpose(1, 2), (0, pad_d)).contiguous().unsqueeze(1)
+    v = F.pad(values.to(dtype), (0, pad_v)).contiguous().unsqueeze(1)
+    rows = max(1, _SDPA_MAX_BLOCK // k.shape[2])
+    blocks = [F.scaled_dot_product_attention(q[:, :, start:start + rows], k, v, scale=scale)
+              for start in range(0, q.shape[2], rows)]
+    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=2)
+    return out.squeeze(1)[..., :values.shape[2]]
 
 
 def _chunk_rows(chunk: int, n_queries: int, n_keys: int) -> int:

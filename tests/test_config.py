@@ -1,5 +1,6 @@
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ def test_overrides_are_typed():
     assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
     assert cfg.model.encoder_blocks == (2, 1, 1)
     assert cfg.data.root == "/tmp/x"
-    assert cfg.train.amp is False
+    assert cfg.train.precision == "fp32"  # the old train.amp flag sets train.precision
     assert cfg.train.iterations == 10
     assert build_config("paper", ["train.lr=1"]).train.lr == 1.0  # int accepted for a float
 
@@ -40,6 +41,8 @@ def test_overrides_are_typed():
     ("train.iterations=abc", "train.iterations expects an integer"),
     ("train.iterations=1.5", "expects an integer"),
     ("train.amp=maybe", "true or false"),
+    ("train.precision=fp16", "train.precision: 'fp16' is not one of fp32, bf16, auto"),
+    ("online.refresh_precision=half", "online.refresh_precision"),
     ("train.lr=abc", "train.lr expects a number"),
     ("model.encoder_blocks=(1,1)", "tuple of 3 integers"),
 ])
@@ -101,3 +104,17 @@ def test_cli_flags():
     cfg = config_from_args(args)
     assert cfg.train.lr == 2e-4 and cfg.train.batch_size == 3
     assert cfg.model.channels == demo().model.channels
+
+
+def test_configs_saved_with_train_amp_load_as_train_precision(tmp_path):
+    for amp, expected in ((True, "auto"), (False, "fp32")):
+        data = paper().to_dict()
+        del data["train"]["precision"]
+        data["train"]["amp"] = amp
+        assert Config.from_dict(data).train.precision == expected
+    data["train"]["amp"] = "yes"
+    with pytest.raises(ConfigError, match="train.amp"):
+        Config.from_dict(data)
+    # The shipped weights' stored config predates train.precision.
+    stored = json.loads((Path(__file__).resolve().parents[1] / "weights/standard.json").read_text())
+    assert Config.from_dict(stored["config"]).train.precision == "auto"

@@ -89,6 +89,9 @@ def test_eval_folder_writes_tables_and_input_row(paired, tmp_path, checkpoint):
     assert len(list((out / "images" / "ckpt" / "tiny").glob("*.png"))) == 2
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model_configs"]["ckpt"]["model"]["channels"] == 4 and settings["tile"] is None
+    # fp32 unless --precision says otherwise, named in the settings and under the table.
+    assert settings["precision"] == "fp32" and settings["precision_reason"] == "requested"
+    assert "precision fp32" in md
 
 
 def test_eval_several_sets_tiled_one_protocol(paired, tmp_path, checkpoint):

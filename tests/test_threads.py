@@ -253,7 +253,7 @@ def test_busy_processes_exit_when_their_parent_is_killed():
 
 
 @pytest.mark.parametrize("outcome", ["done", "error", "ctrl-c"])
-def test_bench_measures_next_to_its_busy_processes_and_always_stops_them(monkeypatch, outcome):
+def test_bench_measures_next_to_its_busy_processes_and_always_stops_them(monkeypatch, outcome, tmp_path):
     monkeypatch.setattr(cpu_load, "START_SECONDS", 0.05)
     alive = {}
 
@@ -277,13 +277,13 @@ def test_bench_measures_next_to_its_busy_processes_and_always_stops_them(monkeyp
 
     monkeypatch.setattr(cpu_load, "start", start)
     monkeypatch.setattr(bench.subprocess, "run", measurement)
-    job = {"kind": "forward", "size": "24x24", "mode": "flag", "env": {}, "load": 2, "label": "",
-           "drop_env": []}
+    job = {"kind": "forward", "size": "24x24", "precision": "fp32", "mode": "flag", "env": {}, "load": 2,
+           "label": "", "drop_env": []}
     if outcome == "done":
-        result = bench.run_job([], job)
+        result = bench.run_job([], job, tmp_path, compare=False)
         assert sorted(result["busy_pids"]) == sorted(spinners()) and result["load"] == 2
     else:
         with pytest.raises((OSError, KeyboardInterrupt)):
-            bench.run_job([], job)
+            bench.run_job([], job, tmp_path, compare=False)
     assert len(alive) == 2 and all(alive.values())  # running during the measurement
     assert all(gone(p) for p in spinners())  # and stopped after it, however it ended

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.utils._python_dispatch
 
 import losses
 import train
@@ -115,6 +116,50 @@ def test_non_finite_loss_is_skipped_then_aborts(tmp_path, deferred):
     trainer.train_step(nan_loss)
     with pytest.raises(TrainingAborted, match="3 non-finite losses"):
         trainer.train_step(nan_loss)
+
+
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the operators that make the host wait for a device (a tensor read as a Python
+    number or bool, a data-dependent shape): `_local_scalar_dense` is what .item(), float(),
+    bool() and a tensor passed where a number is expected all end in."""
+
+    SYNCING = {"_local_scalar_dense", "item", "is_nonzero", "nonzero", "masked_select", "equal"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name in self.SYNCING:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_deferred_train_step_never_reads_a_device_value_between_logging_steps(tmp_path, monkeypatch):
+    """The CUDA path (deferred), here on CPU: outside logging steps a step queues its work and
+    returns; loss, terms, gradient norm and the bad-step count stay on the device until read."""
+    cfg, trainer = _tiny_trainer(tmp_path, deferred=True, log_every=3, ema_decay=0.9, grad_clip=1.0)
+    x = torch.rand(1, 3, 16, 16)
+    compute = lambda net: (((net(x).bottom - x) ** 2).mean(), {"mse": torch.ones(())})  # noqa: E731
+    reads = []
+    for method in ("item", "tolist", "__float__", "__bool__", "__int__", "numpy"):  # CPU tensors'
+        original = getattr(torch.Tensor, method)  # Python-level reads that skip the dispatcher
+
+        def counted(self, *args, _original=original, _method=method, **kwargs):
+            reads.append(_method)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    for step in (1, 2):
+        with _HostReads() as probe:
+            result = trainer.train_step(compute)
+        assert probe.calls == [] and reads == [], (step, probe.calls, reads)
+    with _HostReads() as probe:  # step 3 logs: the bad-step count is read, so the probe sees it
+        trainer.train_step(compute)
+    assert reads or probe.calls
+    reads.clear()
+    assert result.loss > 0 and result.terms == {"mse": 1.0} and result.grad_norm > 0
+    assert "item" in reads or "__float__" in reads  # reading a StepResult is where the wait is
 
 
 def _stop_after(monkeypatch, step: int) -> None:

@@ -21,7 +21,9 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from config import PRECISIONS
 from utils import logs, threads
+from utils.engine.precision import Precision
 from utils.errors import UserError
 from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
@@ -101,6 +103,21 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     return device
+
+
+def add_precision_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--precision", default=default, choices=PRECISIONS,
+                        help="forward pass in fp32, in bf16 autocast, or auto: bf16 where the "
+                             "device computes it natively (a GPU of compute capability 8.0+, a CPU "
+                             f"with avx512_bf16 or amx_bf16), else fp32 (default {default})")
+
+
+def pick_precision(name: str, device: torch.device) -> Precision:
+    """The --precision flag resolved for `device`, logged ('precision: fp32 (auto: ...)'); a
+    warning when bf16 is requested where it is only emulated."""
+    precision = Precision(device, name)
+    log.log(logging.WARNING if precision.emulated else logging.INFO, precision.describe())
+    return precision
 
 
 def sync(device: torch.device) -> None:
@@ -197,9 +214,10 @@ def _describe_model_config(path: Path) -> str:
 
 
 def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None = None,
-                       several_checkpoints: bool = False) -> None:
-    """Flags shared by eval.py and show.py: checkpoint, device, tiling, ensemble, --quiet/--verbose.
-    `several_checkpoints`: --checkpoint [NAME=]PATH is repeatable (a list, default [])."""
+                       several_checkpoints: bool = False, default_precision: str = "fp32") -> None:
+    """Flags shared by eval.py and show.py: checkpoint, device, precision, tiling, ensemble,
+    --quiet/--verbose. `several_checkpoints`: --checkpoint [NAME=]PATH is repeatable (a list,
+    default [])."""
     default = (f"default: {DEMO_CHECKPOINT} if it exists, else the shipped weights/standard.pth")
     if several_checkpoints:
         parser.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
@@ -213,6 +231,7 @@ def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None
     parser.add_argument("--no-ema", action="store_true",
                         help="use the raw weights even when the checkpoint holds EMA weights")
     add_device_arg(parser)
+    add_precision_arg(parser, default_precision)
     parser.add_argument("--tile", default=default_tile,
                         help="tile side for tiled inference (0: whole image; auto: tiles of 512 "
                              f"for images above 1 megapixel; default {default_tile or 0})")

@@ -12,6 +12,7 @@ so accelerator memory depends on the tile size only.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Iterator
 
@@ -83,13 +84,19 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _forward(model, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
-    """Bottom prediction of a batch; with `ensemble`, the mean over the 8 dihedral transforms."""
+def _forward(model, x: torch.Tensor, ensemble: bool, precision=None) -> torch.Tensor:
+    """Bottom prediction of a batch in float32 (the model runs under `precision`'s autocast);
+    with `ensemble`, the mean over the 8 dihedral transforms."""
+    def bottom(inputs):
+        with precision.autocast() if precision is not None else contextlib.nullcontext():
+            out = model(inputs, branches=False).bottom
+        return out.float()
+
     if not ensemble:
-        return model(x, branches=False).bottom.float()
+        return bottom(x)
     total = None
     for k in range(8):  # one batched call per transform: memory of a plain pass
-        pred = inverse_dihedral(model(dihedral(x, k), branches=False).bottom.float(), k)
+        pred = inverse_dihedral(bottom(dihedral(x, k)), k)
         total = pred if total is None else total.add_(pred)
     return total / 8
 
@@ -102,13 +109,15 @@ def _tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[i
 
 
 def derain(model: torch.nn.Module, rainy: torch.Tensor, tile: int | None = None, overlap: int = 32,
-           ensemble: bool = False, tile_batch: int = 4) -> torch.Tensor:
+           ensemble: bool = False, tile_batch: int = 4, precision=None) -> torch.Tensor:
     """Derain a batch [B,3,H,W] in [0,1]; returns the bottom prediction [B,3,H,W] (float32, unclipped).
 
     tile: None/0 runs the whole image at once; otherwise square tiles of this side (clipped to
         the image), overlapping by at least `overlap` pixels and blended with a raised-cosine
         window (weights accumulated, then normalised), `tile_batch` tiles per model call.
     ensemble: average the 8 flips/rotations (inverse-transformed), also per tile.
+    precision: a utils.engine.precision.Precision whose autocast wraps each model call (None:
+        as the caller has it); the blending and the result stay float32.
     The result lives on `rainy`'s device; the model runs on its own device.
     """
     if rainy.dim() != 4 or rainy.shape[1] != 3:
@@ -121,7 +130,7 @@ def derain(model: torch.nn.Module, rainy: torch.Tensor, tile: int | None = None,
     batch, _, height, width = rainy.shape
     with torch.inference_mode():
         if not tile or (height <= tile and width <= tile):
-            return _forward(model, rainy.to(device, torch.float32), ensemble).to(rainy.device)
+            return _forward(model, rainy.to(device, torch.float32), ensemble, precision).to(rainy.device)
 
         out = torch.zeros(batch, 3, height, width, dtype=torch.float32, device=rainy.device)
         weight = torch.zeros(1, 1, height, width, dtype=torch.float32, device=rainy.device)
@@ -130,7 +139,8 @@ def derain(model: torch.nn.Module, rainy: torch.Tensor, tile: int | None = None,
             chunk = boxes[first:first + tile_batch]
             # All tiles share one size (clipped to the image), so they stack into one batch.
             crops = torch.cat([rainy[:, :, y:y + th, x:x + tw] for y, x, th, tw in chunk])
-            preds = _forward(model, crops.to(device, torch.float32), ensemble).to(rainy.device)
+            preds = _forward(model, crops.to(device, torch.float32), ensemble,
+                             precision).to(rainy.device)
             preds = preds.view(len(chunk), batch, 3, *preds.shape[-2:])
             for (y, x, th, tw), pred in zip(chunk, preds):
                 w = blend_window(th, tw, overlap, top=y > 0, bottom=y + th < height,

@@ -57,8 +57,13 @@ class ModelEMA:
             if enabled is None:
                 torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
             else:
+                # shadow += w * (live - shadow), with w a tensor kept on the device: a tensor
+                # weight to _foreach_lerp_ would be read back as a Python number (a host sync
+                # per step on CUDA).
                 weight = enabled.to(torch.float32) * (1.0 - self.decay)
-                torch._foreach_lerp_(shadow, live, weight)
+                delta = torch._foreach_sub(live, shadow)
+                torch._foreach_mul_(delta, weight)
+                torch._foreach_add_(shadow, delta)
         for target, value in zip(*self._copied):
             target.copy_(value if enabled is None else torch.where(enabled, value, target))
 

@@ -78,7 +78,7 @@ class Trainer:
         self.info = info
         self.run = run
         tc = cfg.train
-        self.precision = Precision(device, tc.amp)
+        self.precision = Precision(device, tc.precision, training=True)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch size: autotuning pays off
             if tc.channels_last:

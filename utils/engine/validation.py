@@ -5,8 +5,6 @@ final "rainy input vs derained output" report of train.py and real_train.py.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
@@ -16,12 +14,13 @@ from utils.metrics.scoring import mean_metrics, score_pair
 
 
 def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rgb",),
-             tile: int | None = None, autocast=None, panels: int = 1,
+             tile: int | None = None, precision=None, panels: int = 1,
              max_images: int | None = None) -> dict:
     """Mean metrics over `pairs` (items with "rainy" and "clean" [3,H,W] tensors).
 
     Returns {"output": {"rgb/psnr": ..}, "input": {..}, "count": n, "panels": [(rainy, derained,
     clean) HWC arrays for the first `panels` images]}. The model's train/eval mode is restored.
+    `precision`: a utils.engine.precision.Precision for the forward passes (None: fp32).
     """
     was_training = model.training
     model.eval()
@@ -31,8 +30,7 @@ def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rg
         for i in range(count):
             item = pairs[i]
             rainy = item["rainy"].unsqueeze(0)
-            with autocast() if autocast is not None else contextlib.nullcontext():
-                pred = derain(model, rainy.to(device), tile=tile).cpu()
+            pred = derain(model, rainy.to(device), tile=tile, precision=precision).cpu()
             pred_img, out, inp = score_pair(pred, item, protocols)
             outs.append(out)
             inps.append(inp)
