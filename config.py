@@ -248,9 +248,9 @@ def standard() -> Config:
         # SSIM alone (the paper's loss) left the outputs ~0.05 too dark on light rain, so L1 on
         # the bottom output joins at step 822 of 1200 (where the shipped run switched it on).
         loss=LossConfig(online_lambda=(224 / 96) ** 2 * 8e-5, l1_weight=1.0, l1_start=822),
-        # The best measured mode (README, "Online update on real rain"): chain labels, L1, with
+        # The best measured mode (README, "Online update on real rain"): rain transfer, L1, with
         # synthetic replay (rainy -> clean and clean -> clean) and the in-domain guard.
-        online=OnlineConfig(name="standard_online", method="chain", loss="l1", replay=3.0,
+        online=OnlineConfig(name="standard_online", method="transfer", loss="l1", replay=1.0,
                             rounds=5, epochs_per_round=2, batch_size=2, patch_size=96, lr=1e-4,
                             lr_steps=(), target_size=96, target_count=8,
                             compare=("paper", "direct")),

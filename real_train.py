@@ -282,8 +282,6 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
     keys = [label_key(n) for n in names]
     if len(set(keys)) != len(keys):
         raise UserError("two input images map to the same name; rename one of them")
-    if len(rainy) < oc.batch_size:
-        raise UserError(f"{len(rainy)} images but online.batch_size={oc.batch_size}")
 
     run_path = Path(cfg.train.out_dir) / oc.name
     if oc.data is not None:  # the input is only read: never write into (or around) it
@@ -338,7 +336,9 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     run.log(f"method {oc.method}; loss {oc.loss}" + (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)"
             if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay} (docs/method.md#online-update)")
     epochs = oc.rounds * oc.epochs_per_round
-    steps_per_epoch = len(rainy) // oc.batch_size
+    # Fewer photos than a batch (one photo: test-time adaptation): more crops per photo.
+    crops_per_epoch = max(len(rainy), oc.batch_size)
+    steps_per_epoch = crops_per_epoch // oc.batch_size
     memory_format = torch.channels_last if device.type == "cuda" and cfg.train.channels_last else torch.contiguous_format
     lam = cfg.loss.online_lambda
     generator = torch.Generator()
@@ -372,7 +372,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
                     break
                 if crops_round != r:
                     crops = OnlineCrops(rainy, [labels.load(r, key) for key in keys], oc.patch_size,
-                                        seed=cfg.train.seed,
+                                        seed=cfg.train.seed, length=crops_per_epoch,
                                         rotate=TRANSFER_ROTATE if oc.method == "transfer" else 0.0)
                     sampler = ResumableSampler(crops, 1, 0, oc.batch_size, cfg.train.seed)
                     loader = DataLoader(crops, batch_size=oc.batch_size, sampler=sampler,

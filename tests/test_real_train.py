@@ -256,3 +256,21 @@ def test_demonstration_compares_methods_and_resumes_across_them(tmp_path, monkey
     assert real_train.main(online_args(tmp_path / "b", init, *extra) + ["--resume", "auto"]) == 0
     resumed = json.loads((tmp_path / "b" / "runs" / "rt" / "comparison.json").read_text())
     assert resumed["rows"] == summary["rows"]
+
+
+def test_one_photo_adapts_with_a_batch_of_its_crops(tmp_path):
+    """Single-photo test-time adaptation: fewer photos than a batch is not an error; the batch
+    holds several crops of the one photo, and the input file is left alone."""
+    photo = tmp_path / "photos" / "photo.png"
+    write_image(photo, np.random.default_rng(0).random((40, 48, 3)).astype(np.float32))
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    init = make_init(tmp_path / "init.pth")
+    argv = online_args(tmp_path / "one", init, "online.batch_size=3", "online.method=transfer",
+                       "online.loss=l1", "online.guard_db=0") + ["--data", str(photo)]
+    assert real_train.main(argv) == 0
+    state = load_checkpoint(tmp_path / "one" / "runs" / "rt" / "latest.pth")
+    assert state["step"] == 2  # 2 rounds x 1 epoch x 1 batch of 3 crops
+    assert hashlib.sha256(photo.read_bytes()).hexdigest() == digest
+    crops = OnlineCrops([torch.rand(3, 20, 20)], [torch.rand(3, 20, 20)], patch_size=8, seed=0, length=3)
+    assert len(crops) == 3
+    assert not torch.equal(crops[0]["rainy"], crops[1]["rainy"])  # new crops of the same photo

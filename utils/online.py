@@ -94,11 +94,13 @@ class OnlineCrops(Dataset):
     turned by U(-rotate, rotate) degrees and mirrored with probability 1/2 when `rotate` > 0
     (the rain-transfer method: new streak directions from the photos' own rain).
 
-    Randomness depends only on (seed, epoch, i), so a resumed run draws the same crops.
+    `length` (default: one item per image) above the image count cycles through the images
+    again, with new crops. Randomness depends only on (seed, epoch, i), so a resumed run
+    draws the same crops.
     """
 
     def __init__(self, rainy: list[torch.Tensor], labels: list[torch.Tensor], patch_size: int,
-                 seed: int, rotate: float = 0.0):
+                 seed: int, rotate: float = 0.0, length: int | None = None):
         if len(rainy) != len(labels) or not rainy:
             raise ValueError(f"OnlineCrops needs one label per image, got {len(rainy)} images "
                              f"and {len(labels)} labels")
@@ -107,13 +109,14 @@ class OnlineCrops(Dataset):
         self.patch_size = patch_size
         self.seed = seed
         self.rotate = rotate
+        self.length = max(len(rainy), length or 0)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.rainy)
+        return self.length
 
     def _random_crop(self, i: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         _, h, w = self.rainy[i].shape
@@ -124,8 +127,9 @@ class OnlineCrops(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        rainy, label = self._random_crop(i, rng)
         n = len(self.rainy)
+        i %= n
+        rainy, label = self._random_crop(i, rng)
         j = i if n == 1 else int((i + 1 + rng.integers(0, n - 1)) % n)  # uniform over j != i
         partner_rainy, partner_label = self._random_crop(j, rng)
         partner_rain = partner_rainy - partner_label
