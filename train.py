@@ -119,7 +119,7 @@ def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
     generator = torch.Generator()
     loader = DataLoader(patches, batch_size=cfg.train.batch_size, sampler=sampler,
                         num_workers=cfg.data.num_workers, drop_last=True, pin_memory=pin,
-                        generator=generator, worker_init_fn=threads.single_threaded_worker)
+                        generator=generator)
     return patches, sampler, loader, generator, val_pairs
 
 

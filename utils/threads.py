@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
-import cv2
 import torch
 
 from utils import logs
@@ -288,11 +287,3 @@ def in_use() -> ThreadChoice:
     if _applied is not None and _applied.count == count:
         return _applied
     return ThreadChoice(count, "set in-process")
-
-
-def single_threaded_worker(_worker_id: int = 0) -> None:
-    """DataLoader `worker_init_fn`: one thread for torch (DataLoader already does this) and
-    for OpenCV (its own pool, one per CPU by default): workers run in parallel already, and
-    their pools would compete with the training process's threads."""
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
