@@ -450,10 +450,10 @@ ROW_NAMES = {"paper": "(d) online update (paper: B^k = f_k(O))",
              "direct": "(c) direct fine-tuning (fixed B^0)",
              "chain": "chain labels (B^k = f_k(B^{k-1}))",
              "transfer": "rain transfer (B_i^k + R_j^k -> B_i^k)"}
-# Spread (max - min over seeds 1-3) of the default mode's PSNR gain on the embedded gusty
-# demonstration (README table, provisional: an intermediate checkpoint of the shipped model);
-# the verdict compares the gain against it.
-SEED_SPREAD_DB = 0.32
+# Spread (max - min over seeds) of the default mode's PSNR gain on the embedded gusty
+# demonstration, for the verdict to compare the gain against; None: not measured for the
+# shipped weights (the 0.32 dB measured on an earlier checkpoint does not carry over).
+SEED_SPREAD_DB = None
 
 
 def report(cfg: Config, run: RunDir) -> None:
