@@ -255,7 +255,8 @@ def add_agreement(results: list[dict], outputs: Path) -> None:
             continue
         mine, reference = outputs / f"{r['size']}_{r['precision']}.pt", outputs / f"{r['size']}_{REFERENCE}.pt"
         if mine.is_file() and reference.is_file():
-            r["psnr_vs_fp32_db"] = psnr(to_image(torch.load(mine)), to_image(torch.load(reference)))
+            r["psnr_vs_fp32_db"] = psnr(to_image(torch.load(mine, weights_only=True)),
+                                           to_image(torch.load(reference, weights_only=True)))
 
 
 def bench_image(height: int, width: int, device: torch.device) -> torch.Tensor:
