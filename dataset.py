@@ -734,11 +734,13 @@ class SyntheticRainStream(Dataset):
 
     Sample (epoch, index) depends only on (seed, epoch, index), not on worker count or
     order; `length` samples make one epoch. Rain is rendered at a random `scale` in
-    `scales` (log-uniform), so streak sizes vary relative to the scene.
+    `scales` (log-uniform), so streak sizes vary relative to the scene. `flat_scenes`: share
+    of flat, bright clean backgrounds (utils.synthetic.photos.augment_photo).
     """
 
     def __init__(self, photos: Sequence[np.ndarray], patch_size: int, length: int,
-                 preset: str = "mixed", seed: int = 0, scales: tuple[float, float] = (0.5, 1.6)):
+                 preset: str = "mixed", seed: int = 0, scales: tuple[float, float] = (0.5, 1.6),
+                 flat_scenes: float = 0.0):
         if not photos:
             raise DatasetError("SyntheticRainStream: no clean photos")
         if patch_size < 1 or length < 1:
@@ -747,7 +749,10 @@ class SyntheticRainStream(Dataset):
             raise ValueError(f"rain style {preset!r} is held out for measuring generalisation; "
                              "do not train on it")
         self.photos, self.patch_size, self.length = list(photos), int(patch_size), int(length)
+        if not 0.0 <= flat_scenes <= 1.0:
+            raise ValueError(f"flat_scenes must be in [0, 1], got {flat_scenes}")
         self.preset, self.seed, self.scales, self.epoch = preset, int(seed), scales, 0
+        self.flat_scenes = float(flat_scenes)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -761,7 +766,7 @@ class SyntheticRainStream(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
-        clean = training_background(self.photos, self.patch_size, rng)
+        clean = training_background(self.photos, self.patch_size, rng, self.flat_scenes)
         scale = float(np.exp(rng.uniform(np.log(self.scales[0]), np.log(self.scales[1]))))
         rainy = add_rain(clean, self.preset, rng, scale=scale)
         return {"rainy": to_tensor(rainy), "clean": to_tensor(clean)}
@@ -771,7 +776,8 @@ def synthetic_stream_from_config(data_cfg, seed: int) -> SyntheticRainStream:
     """The on-the-fly training stream of `data_cfg` (train photos, built-in or `clean_photos`)."""
     photos = [photo for _, photo in load_split("train", data_cfg.clean_photos)]
     return SyntheticRainStream(photos, data_cfg.patch_size, data_cfg.synthetic_count,
-                               data_cfg.synthetic_preset, seed=seed)
+                               data_cfg.synthetic_preset, seed=seed,
+                               flat_scenes=data_cfg.flat_scenes)
 
 
 def build_train_val(data_cfg, seed: int) -> tuple[Dataset, Dataset]:

@@ -156,9 +156,14 @@ def random_crop(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
     return np.clip(crop, 0.0, 1.0).astype(np.float32)
 
 
-def augment_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment_photo(image: np.ndarray, rng: np.random.Generator, flat: float = 0.0) -> np.ndarray:
     """Photometric augmentation of a clean crop: exposure, gamma, saturation, white balance,
-    then blur or sharpening with probability 0.2 each. Output in [0, 1]."""
+    then blur or sharpening with probability 0.2 each. Output in [0, 1].
+
+    `flat`: probability of a flat, bright scene (contrast 0.25-0.7 around a mean of 0.4-0.8,
+    like an overcast sky or a grey wall). Without such clean scenes a model learns that every
+    low-contrast bright image is hazed, and darkens them (measured on grey test photos and on
+    real photos). 0 draws nothing, so the random stream of older runs is unchanged."""
     gain = 2.0 ** rng.uniform(-0.6, 0.4)
     gamma = rng.uniform(0.75, 1.35)
     saturation = rng.uniform(0.6, 1.3)
@@ -172,6 +177,9 @@ def augment_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     elif pick < 0.4:
         soft = cv2.GaussianBlur(out, (0, 0), 1.0)
         out = np.clip(out + rng.uniform(0.3, 1.0) * (out - soft), 0.0, 1.0)
+    if flat > 0 and rng.random() < flat:
+        contrast, level = rng.uniform(0.25, 0.7), rng.uniform(0.4, 0.8)
+        out = np.clip(level + contrast * (out - out.mean()), 0.0, 1.0)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
@@ -194,8 +202,8 @@ def clean_backgrounds(split: str, size: int, count: int, seed: int,
     return out
 
 
-def training_background(photos: Sequence[np.ndarray], size: int,
-                        rng: np.random.Generator) -> np.ndarray:
-    """One augmented training crop from a random photo."""
+def training_background(photos: Sequence[np.ndarray], size: int, rng: np.random.Generator,
+                        flat: float = 0.0) -> np.ndarray:
+    """One augmented training crop from a random photo (`flat`: see augment_photo)."""
     photo = photos[int(rng.integers(0, len(photos)))]
-    return augment_photo(random_crop(photo, size, rng), rng)
+    return augment_photo(random_crop(photo, size, rng), rng, flat)
