@@ -232,6 +232,20 @@ def test_augmentation_keeps_range_and_changes_the_photo(clean):
     assert np.mean([np.abs(o - clean).mean() for o in out]) > 0.01
 
 
+def test_flat_scenes_make_low_contrast_bright_backgrounds_and_zero_changes_nothing(clean):
+    plain = [augment_photo(clean, np.random.default_rng(i)) for i in range(40)]
+    # flat=0 draws nothing extra: runs trained before the option keep their random stream.
+    assert all(np.array_equal(p, augment_photo(clean, np.random.default_rng(i), flat=0.0))
+               for i, p in enumerate(plain))
+    flat = [augment_photo(clean, np.random.default_rng(i), flat=1.0) for i in range(40)]
+    assert all(f.min() >= 0.0 and f.max() <= 1.0 for f in flat)
+    assert np.median([f.std() / max(p.std(), 1e-6) for f, p in zip(flat, plain)]) < 0.75
+    assert all(0.3 <= f.mean() <= 0.85 for f in flat)
+    photos = [p for _, p in load_split("train")][:2]
+    with pytest.raises(ValueError, match="flat_scenes"):
+        SyntheticRainStream(photos, patch_size=32, length=2, flat_scenes=1.5)
+
+
 def _photo_folder(folder, count):
     folder.mkdir()
     rng = np.random.default_rng(0)
