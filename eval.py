@@ -457,7 +457,7 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
             + f"\nSettings: device {info['device']} ({info['threads']['count']} CPU "
               f"thread{'' if info['threads']['count'] == 1 else 's'}, {info['threads']['source']}), "
               f"precision {info['precision']}, full-size images, batch {info['batch']}, "
-              f"tile {info['tile'] or 'none'}, ensemble {'x8' if info['ensemble'] else 'off'}, "
+              f"tile {info['tile'] or 'none'}, ensemble {'flips x4' if info['ensemble'] else 'off'}, "
               f"crop border {info['crop_border']}; runtime = mean derain time per image "
               f"(excludes loading and metrics). An identical image has PSNR inf, and a mean over "
               f"a set containing one is inf.\n\nProtocols:\n"

@@ -8,7 +8,7 @@ Round 0 pseudo-labels B^0 are the synthetic model's outputs on the real images. 
 (k = 1..online.rounds) fine-tunes online.epochs_per_round epochs on random crops with
     L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1},
 then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k,
-with the x8 self-ensemble of the current model when online.ensemble_labels is set, at
+with the flip self-ensemble of the current model when online.ensemble_labels is set, at
 online.refresh_precision (fp32 | bf16 | auto; the update's steps follow train.precision).
 The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
 (counted from 0, as the authors' real-epoch index) starts.

@@ -196,7 +196,7 @@ def run(args) -> int:
         derained = np.clip(to_image(pred), 0.0, 1.0)
         write_image(out / name, derained, bits=args.bits)
         how = f"tiles {tile}/{args.overlap}" if tile and max(height, width) > tile else "whole"
-        log.info(f"{path} ({width}x{height}, {how}{', x8' if args.ensemble else ''}"
+        log.info(f"{path} ({width}x{height}, {how}{', flip ensemble x4' if args.ensemble else ''}"
                  f"{', ' + precision.name if precision.dtype is not None else ''}) "
                  f"-> {out / name}  {seconds:.2f} s")
 

@@ -1,4 +1,4 @@
-"""utils/inference.py: tiling geometry and blending, x8 self-ensemble; utils/metrics/complexity, utils/io/panels."""
+"""utils/inference.py: tiling geometry and blending, flip self-ensemble; utils/metrics/complexity, utils/io/panels."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -136,8 +136,17 @@ def test_ensemble_of_identity_like_model_returns_input():
     assert torch.allclose(derain(identity, x, tile=16, overlap=4, ensemble=True), x, atol=1e-6)
 
 
+def test_ensemble_keeps_the_rain_direction():
+    # Flips only: every call sees the image upright (H x W, never W x H), each of the 4 flips
+    # once; a quarter turn would show the model horizontal rain it never saw.
+    model = Pointwise()
+    x = torch.rand(1, 3, 20, 33)
+    derain(model, x, ensemble=True)
+    assert model.shapes == [(1, 3, 20, 33)] * 4
+
+
 def test_ensemble_averages_non_equivariant_model():
-    # Over the 8 transforms a width ramp lands once per side and orientation: mean 0.5 everywhere.
+    # Over the 4 flips a width ramp lands twice in each direction: mean 0.5 everywhere.
     x = torch.rand(1, 3, 24, 24)
     out = derain(AddColumnRamp(), x, ensemble=True)
     assert torch.allclose(out, x + 0.5, atol=1e-6)

@@ -163,7 +163,7 @@ def test_embedded_default_resumes_bit_identically_and_reports(tmp_path, monkeypa
     assert all(np.array_equal(np.load(x), np.load(y)) for x, y in zip(labels_a, labels_b))
 
 
-def test_ensemble_labels_refresh_with_the_x8_self_ensemble(tmp_path, real_folder):
+def test_ensemble_labels_refresh_with_the_flip_self_ensemble(tmp_path, real_folder):
     init = make_init(tmp_path / "init.pth")
     argv = online_args(tmp_path, init, "online.rounds=1", "online.ensemble_labels=true")
     assert real_train.main(argv + ["--data", str(real_folder)]) == 0

