@@ -251,13 +251,14 @@ def standard() -> Config:
         # SSIM alone (the paper's loss) left the outputs ~0.05 too dark on light rain, so L1 on
         # the bottom output joins at step 822 of 1200 (where the shipped run switched it on).
         loss=LossConfig(online_lambda=(224 / 96) ** 2 * 8e-5, l1_weight=1.0, l1_start=822),
-        # The paper's labels with L1, synthetic replay (rainy -> clean and clean -> clean) and
-        # the guard: on the final shipped weights no mode beat the model alone, and this one
-        # moved the least (README, "Online update on real rain").
-        online=OnlineConfig(name="standard_online", method="paper", loss="l1", replay=1.0,
-                            rounds=5, epochs_per_round=2, batch_size=2, patch_size=96, lr=1e-4,
+        # Rain transfer with L1 to the labels, synthetic replay (rainy -> clean and clean ->
+        # clean) and the guard, at lr 1e-5: the mode that beat the model alone on the shipped
+        # weights (README, "Online update on real rain"); at 1e-4 a fresh Adam's first steps
+        # (about lr per weight each) cost ~1 dB in the first round.
+        online=OnlineConfig(name="standard_online", method="transfer", loss="l1", replay=1.0,
+                            rounds=5, epochs_per_round=2, batch_size=2, patch_size=96, lr=1e-5,
                             lr_steps=(), target_size=96, target_count=8,
-                            compare=("direct", "transfer")),
+                            compare=("direct", "paper")),
     )
 
 

@@ -63,7 +63,7 @@ def test_export_writes_half_precision_ema_weights_and_a_record(tmp_path):
     out = tmp_path / "out.pth"
     record = shipped.export(source, out)
     assert json.loads(shipped.record_path(out).read_text())["sha256"] == shipped.sha256(out)
-    assert record["best_step"] == 5 and record["val_psnr_rgb"] == 21.5
+    assert record["step"] == 7 and record["best_step"] == 5 and record["best_val_psnr_rgb"] == 21.5
     exported = load_checkpoint(out)["model"]
     name = next(k for k, v in ema.items() if v.is_floating_point())
     assert exported[name].dtype == torch.float16

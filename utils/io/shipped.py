@@ -5,7 +5,7 @@ they are cast back to float32 on load, and the output moves by < 0.01 dB). The J
 holds the file's sha256, the command that trained it and its held-out scores; loading
 checks the hash, so a truncated or replaced file is an error, never a silent wrong model.
 
-    python -m utils.io.shipped runs/standard_refine/best.pth   # export a trained run as the shipped model
+    python -m utils.io.shipped runs/standard_stage3/latest.pth   # export a trained run as the shipped model
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from utils.io.files import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 SHIPPED = WEIGHTS_DIR / "standard.pth"
-# Two stages: the second starts from the first's best weights (README, "The shipped model").
-TRAIN_COMMAND = "python train.py --preset standard && python train.py --preset standard_refine"
+# Three stages, each from the previous stage's weights (README, "The shipped model").
+TRAIN_COMMAND = ("python train.py --preset standard && python train.py --preset standard_refine && "
+                 "python train.py --preset standard_stage3")
 
 
 def record_path(weights: Path) -> Path:
@@ -67,8 +68,10 @@ def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None)
         "trained_by": TRAIN_COMMAND,
         "source_checkpoint": checkpoint.name,
         "step": state.get("step"),
+        # The run's best validation score and its step; the exported weights are those of
+        # `step` (the final weights when exported from latest.pth).
         "best_step": state.get("best_step"),
-        "val_psnr_rgb": state.get("best_metric"),
+        "best_val_psnr_rgb": state.get("best_metric"),
         "storage": "float16 (cast to float32 on load)",
         "config": state["config"],
     }
@@ -81,7 +84,7 @@ def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.io.shipped", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/standard_refine/best.pth)")
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/standard_stage3/latest.pth)")
     parser.add_argument("--out", type=Path, default=SHIPPED, help=f"default: {SHIPPED}")
     args = parser.parse_args(argv)
     record = export(args.checkpoint, args.out)
