@@ -160,9 +160,9 @@ class OnlineConfig:
     tile: int = 256
     # Refresh pseudo-labels with the flip self-ensemble (mean over the 4 flips) of the current
     # model instead of its plain output (not in the paper, which uses the plain output; 4x the
-    # refresh cost). Measured with the older x8 ensemble: Off by default: on the demo's shifted set (2 seeds, 3x2 and 6x3 rounds x
-    # epochs) it moved the hidden-GT PSNR by -0.02..+0.00 dB versus plain labels (seed noise
-    # ~0.05 dB) and SSIM by +0.003..+0.004.
+    # refresh cost). Off by default: on the shipped weights (gusty, transfer) it gained +0.42
+    # dB after 5 rounds against +0.41 with plain labels; with the older x8 ensemble on the
+    # demo's shifted set it moved the hidden-GT PSNR by -0.02..+0.00 dB (seed noise ~0.05 dB).
     ensemble_labels: bool = False
     # Precision of the pseudo-label refresh and of the per-round scoring (fp32 | bf16 | auto;
     # utils/engine/precision.py); the update's training steps follow train.precision.
