@@ -133,8 +133,18 @@ class OnlineConfig:
     # "l1" = L1 to the pseudo-labels only.
     loss: str = "paper"
     # Weight of a supervised L1 term on fresh synthetic pairs (data.synthetic_preset, the
-    # synthetic model's own training rain) in every step: anchors the update (0: off, paper).
+    # synthetic model's own training rain, at data.patch_size) in every step: anchors the
+    # update (0: off, paper).
     replay: float = 0.0
+    # Half of the replay items are clean -> clean (a clean image is a fixed point of the
+    # derainer, which keeps `chain` from compounding). On real photos these items taught the
+    # model to leave haze alone: its outputs brightened round after round (README).
+    replay_clean: bool = True
+    # Pseudo-labels of round k > 0 keep the tone of B^0: B^k - G(B^k) + G(B^0), G a 6 px
+    # Gaussian blur (utils/online.py, keep_tone). Streaks are thin, so labels can still lose
+    # them round after round, but brightness, colour and haze stay where the synthetic model
+    # put them instead of drifting with self-training.
+    keep_tone: bool = False
     # EMA of the weights during the update (replaces train.ema_decay: a long EMA would hide a
     # short update).
     ema_decay: float = 0.0
@@ -254,9 +264,12 @@ def standard() -> Config:
         # Rain transfer with L1 to the labels, synthetic replay (rainy -> clean and clean ->
         # clean) and the guard, at lr 1e-5: the mode that beat the model alone on the shipped
         # weights (README, "Online update on real rain"); at 1e-4 a fresh Adam's first steps
-        # (about lr per weight each) cost ~1 dB in the first round.
+        # (about lr per weight each) cost ~1 dB in the first round. Crops as large as the
+        # refresh tiles (online.tile): a label is the model's output with a whole tile in
+        # view, and on 96 px crops of 256 px photos the model learned to brighten (README);
+        # on smaller images the crop is the whole image.
         online=OnlineConfig(name="standard_online", method="transfer", loss="l1", replay=1.0,
-                            rounds=5, epochs_per_round=2, batch_size=2, patch_size=96, lr=1e-5,
+                            rounds=5, epochs_per_round=2, batch_size=2, patch_size=256, lr=1e-5,
                             lr_steps=(), target_size=96, target_count=8,
                             compare=("direct", "paper")),
     )
@@ -539,6 +552,8 @@ def validate(cfg: "Config") -> None:
                          ("online.refresh_precision", cfg.online.refresh_precision)):
         if value not in PRECISIONS:
             raise ConfigError(f"config {where}: {value!r} is not one of {', '.join(PRECISIONS)}")
+    if cfg.online.replay < 0:
+        raise ConfigError(f"config online.replay: {cfg.online.replay} is negative (0 turns it off)")
     if not 0.0 <= cfg.data.flat_scenes <= 1.0:
         raise ConfigError(f"config data.flat_scenes: {cfg.data.flat_scenes} is outside [0, 1]")
     model = cfg.model

@@ -1,19 +1,23 @@
 """Online-update fine-tuning on real rainy images (docs/method.md#online-update).
 
-    python real_train.py                                  # demo: embedded "shifted" rain, PSNR before/after
+    python real_train.py                                  # demo: embedded held-out "gusty" rain, (b)/(c)/(d) table
     python real_train.py --data DIR [--init CKPT]          # a folder of real rainy photos (read-only)
     python real_train.py --resume auto                     # continue runs/<online.name>/latest.pth
 
 Round 0 pseudo-labels B^0 are the synthetic model's outputs on the real images. Round k
-(k = 1..online.rounds) fine-tunes online.epochs_per_round epochs on random crops with
-    L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1},
+(k = 1..online.rounds) fine-tunes online.epochs_per_round epochs on random crops (at most
+the largest image) with
+    L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1}
+(online.method and online.loss choose the variant, online.replay adds synthetic pairs),
 then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k,
-with the flip self-ensemble of the current model when online.ensemble_labels is set, at
-online.refresh_precision (fp32 | bf16 | auto; the update's steps follow train.precision).
+with the flip self-ensemble of the current model when online.ensemble_labels is set, with
+B^0's low frequencies when online.keep_tone is set, at online.refresh_precision
+(fp32 | bf16 | auto; the update's steps follow train.precision).
 The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
 (counted from 0, as the authors' real-epoch index) starts.
 
-Outputs in runs/<online.name>/: pseudo_labels/ (float32 .npy, current round only),
+Outputs in runs/<online.name>/: pseudo_labels/ (float32 .npy, current round and, with
+keep_tone, round 0),
 rounds/round_<k>/*.png (8-bit previews of B^k), rounds.jsonl (per-round statistics),
 real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k), final.json
 (the before/after scores on the embedded set). Nothing is written before the config, the
@@ -59,7 +63,7 @@ from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
 from utils.metrics.scoring import mean_metrics
-from utils.online import OnlineCrops, PseudoLabels, training_input
+from utils.online import OnlineCrops, PseudoLabels, keep_tone, training_input
 
 log = logs.get("real_train")
 
@@ -181,6 +185,8 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
                 label = _derain(trainer, model, labels.load(k - 1, keys[i]), precision, oc.ensemble_labels)
             else:
                 label = _derain(trainer, model, rainy[i], precision, True) if oc.ensemble_labels else out
+            if k > 0 and oc.keep_tone:
+                label = keep_tone(label, labels.load(0, keys[i]))
             item = {}
             if clean is not None:
                 item.update(_rgb(out, clean[i]))
@@ -219,7 +225,7 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
     run.log(f"round {k} outputs ({len(keys)} images) " + format_metrics(
         {key: v for key, v in stats.items() if key not in ("round",)}))
     labels.mark_complete(k)
-    labels.prune(keep={k})
+    labels.prune(keep={k, 0} if oc.keep_tone else {k})  # keep_tone reads B^0
     return True
 
 
@@ -334,7 +340,8 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     run.log(f"training {trainer.precision.describe()}; pseudo-label refresh "
             f"{refresh.describe()} (online.refresh_precision)")
     run.log(f"method {oc.method}; loss {oc.loss}" + (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)"
-            if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay} (docs/method.md#online-update)")
+            if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay}" + ("; labels keep B^0's tone" if oc.keep_tone else "")
+            + " (docs/method.md#online-update)")
     epochs = oc.rounds * oc.epochs_per_round
     # Fewer photos than a batch (one photo: test-time adaptation): more crops per photo.
     crops_per_epoch = max(len(rainy), oc.batch_size)
@@ -345,7 +352,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     replay = None
     if oc.replay > 0:  # fresh synthetic pairs of the synthetic model's own rain; sample = f(step)
         replay = SyntheticRainStream([photo for _, photo in load_split("train", cfg.data.clean_photos)],
-                                     oc.patch_size, 1 << 30, cfg.data.synthetic_preset, seed=cfg.train.seed)
+                                     cfg.data.patch_size, 1 << 30, cfg.data.synthetic_preset, seed=cfg.train.seed)
     crops, crops_round = None, -1
     bar = progress(epochs * steps_per_epoch, min(trainer.step, epochs * steps_per_epoch), oc.name)
     try:
@@ -386,29 +393,29 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
                     pseudo = batch["pseudo"].to(device)
                     partner = batch["partner_rain"].to(device)
                     x = training_input(oc.method, batch).to(device).contiguous(memory_format=memory_format)
-                    inputs, extra = x, None
+                    extra = None
                     if replay is not None:
-                        # Odd items are clean -> clean: a clean image is a fixed point of the
-                        # derainer, so re-applying it to its labels (chain) converges instead of
-                        # darkening; even items are rainy -> clean (no forgetting).
+                        # Rainy -> clean (no forgetting); with online.replay_clean the odd items
+                        # are clean -> clean: a clean image is a fixed point of the derainer, so
+                        # re-applying it to its labels (chain) converges instead of darkening.
                         items = [replay[trainer.step * oc.batch_size + j] for j in range(oc.batch_size)]
                         extra = torch.stack([it["clean"] for it in items]).to(device)
-                        sources = [it["clean" if j % 2 else "rainy"] for j, it in enumerate(items)]
-                        inputs = torch.cat([x, torch.stack(sources).to(device)
-                                            .contiguous(memory_format=memory_format)])
+                        sources = [it["clean" if j % 2 and oc.replay_clean else "rainy"] for j, it in enumerate(items)]
+                        replayed = torch.stack(sources).to(device).contiguous(memory_format=memory_format)
 
                     def compute(net):
-                        out = net(inputs, branches=False).bottom.float()
-                        pred = out[:len(x)]
+                        pred = net(x, branches=False).bottom.float()
                         if oc.loss == "paper":
                             total, terms = online_update_loss(pred, pseudo, x.float(), partner, lam)
                         else:
                             total = (pred - pseudo).abs().mean()
                             terms = {"l1": total.detach()}
                         if extra is not None:
-                            anchor = (out[len(x):] - extra).abs().mean()
-                            total = total + oc.replay * anchor
-                            terms["replay_l1"] = anchor.detach()
+                            # Its own forward: the synthetic patches (data.patch_size) need not
+                            # match the crops' size.
+                            replay_l1 = (net(replayed, branches=False).bottom.float() - extra).abs().mean()
+                            total = total + oc.replay * replay_l1
+                            terms["replay_l1"] = replay_l1.detach()
                         return total, terms
 
                     result = trainer.train_step(compute)
@@ -459,22 +466,23 @@ SEED_SPREAD_DB = None
 def report(cfg: Config, run: RunDir) -> None:
     stats = round_stats(run.path)
     last = accepted_round(run.path)
-    print(f"\nonline update ({cfg.online.method}) finished: {cfg.online.rounds} rounds; final weights "
-          f"{run.path / 'latest.pth'}, per-round outputs and panels in {run.path / 'rounds'}")
+    print(f"\nonline update ({cfg.online.method}) finished: {cfg.online.rounds} rounds; result (round {last}) "
+          f"{run.path / 'final.pth'}, per-round outputs and panels in {run.path / 'rounds'}")
     for k in sorted(stats):
         entry = stats[k]
-        parts = [f"round {k}" + (" (result)" if k == last else "") + ":"]
+        head = f"round {k}" + (" (result)" if k == last else "") + ":"
+        parts = []
         if "psnr" in entry:
             parts.append(f"{entry['psnr']:.2f} dB / {entry['ssim']:.4f} on the hidden ground truth")
         if "in_domain_psnr" in entry:
             parts.append(f"in-domain {entry['in_domain_psnr']:.2f} dB")
         if "brisque" in entry:
             parts.append(f"BRISQUE {entry['brisque']:.2f} (input {stats[0].get('input_brisque', float('nan')):.2f}; lower is better)")
-        print("  " + ", ".join(parts))
+        print(f"  {head} " + ", ".join(parts))
     if 0 in stats and "psnr" in stats[0]:
         before, after = stats[0], stats[last]
-        print(f"  before online update (synthetic model, round 0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
-        print(f"  after {last} rounds{' (final.pth)':13s}:                 {after['psnr']:.2f} dB / {after['ssim']:.4f}")
+        print(f"  before the online update (synthetic model, round 0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
+        print(f"  after {last} rounds (final.pth): {after['psnr']:.2f} dB / {after['ssim']:.4f}")
         print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
         run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
                 f"({after['psnr'] - before['psnr']:+.3f} dB)")

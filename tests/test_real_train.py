@@ -21,12 +21,12 @@ from utils.engine.trainer import Trainer
 from utils.inference import derain
 from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
 from utils.io.images import write_image
-from utils.online import OnlineCrops, rotate_flip, training_input
+from utils.online import OnlineCrops, keep_tone, rotate_flip, training_input
 
 
-def make_init(path: Path) -> Path:
+def make_init(path: Path, *sets: str) -> Path:
     """A tiny 'synthetic' checkpoint with an Adam state, as train.py would write it."""
-    cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
+    cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)", *sets])
     seed_everything(0)
     model = build_model(cfg.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -145,7 +145,7 @@ def test_embedded_default_resumes_bit_identically_and_reports(tmp_path, monkeypa
     extra = ("online.target_size=40", "online.target_count=4", "online.batch_size=2")
     assert real_train.main(online_args(tmp_path / "a", init, *extra)) == 0
     out = capsys.readouterr().out
-    assert "before online update" in out and "after 2 rounds" in out
+    assert "before the online update" in out and "after 2 rounds" in out
     reference = load_checkpoint(tmp_path / "a" / "runs" / "rt" / "latest.pth")
 
     with monkeypatch.context() as patch:
@@ -274,3 +274,91 @@ def test_one_photo_adapts_with_a_batch_of_its_crops(tmp_path):
     crops = OnlineCrops([torch.rand(3, 20, 20)], [torch.rand(3, 20, 20)], patch_size=8, seed=0, length=3)
     assert len(crops) == 3
     assert not torch.equal(crops[0]["rainy"], crops[1]["rainy"])  # new crops of the same photo
+
+
+
+def test_keep_tone_moves_brightness_back_and_keeps_thin_streaks():
+    gen = torch.Generator().manual_seed(0)
+    reference = 0.2 + 0.6 * torch.rand(3, 48, 64, generator=gen)
+    assert torch.allclose(keep_tone(reference, reference), reference, atol=1e-6)
+    # A brighter, bluer label goes back to the reference's tone exactly...
+    shifted = reference + torch.tensor([0.05, 0.05, 0.12]).view(3, 1, 1)
+    assert torch.allclose(keep_tone(shifted, reference), reference, atol=1e-5)
+    # ...while a 1-px streak in the label (not in the reference) keeps most of its height.
+    streaked = reference.clone()
+    streaked[:, :, 30] += 0.15
+    kept = keep_tone(streaked, reference) - reference
+    assert float(kept[:, 10:38, 30].mean()) > 0.15 * 0.9
+    assert float(kept[:, 10:38, 20].abs().max()) < 0.01  # 10 px away: untouched
+    out = keep_tone(torch.ones(3, 20, 20), torch.zeros(3, 20, 20))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_chain_with_keep_tone_keeps_round_0_labels_and_resumes_exactly(tmp_path, real_folder, monkeypatch):
+    init = make_init(tmp_path / "init.pth")
+    extra = ("online.method=chain", "online.loss=l1", "online.keep_tone=true", "online.guard_db=0")
+    assert real_train.main(online_args(tmp_path / "a", init, *extra) + ["--data", str(real_folder)]) == 0
+    run = tmp_path / "a" / "runs" / "rt"
+    assert sorted(p.name for p in (run / "pseudo_labels").iterdir()) == ["round_000", "round_002"]
+    assert "labels keep B^0's tone" in (run / "real_train.log").read_text()
+    images = open_rainy(real_folder)
+    init_model, _ = load_model(init)
+    model_1, _ = load_model(run / "round_001.pth")
+    model_2, _ = load_model(run / "round_002.pth")
+    labels = _labels_of(run, 2)
+    for i in range(len(images)):
+        key = real_train.label_key(str(images[i]["name"]))
+        b0 = derain(init_model, images[i]["rainy"][None]).clamp(0, 1)[0]
+        b1 = keep_tone(derain(model_1, b0[None]).clamp(0, 1)[0], b0)
+        b2 = keep_tone(derain(model_2, b1[None]).clamp(0, 1)[0], b0)
+        assert torch.allclose(torch.from_numpy(labels[key]), b2, atol=1e-4), key
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 4)  # inside round 2 (3 steps per round)
+        code = real_train.main(online_args(tmp_path / "b", init, *extra) + ["--data", str(real_folder)])
+    assert code == 128 + signal.SIGTERM
+    assert real_train.main(online_args(tmp_path / "b", init, *extra)
+                           + ["--data", str(real_folder), "--resume", "auto"]) == 0
+    a = load_checkpoint(run / "latest.pth")["model"]
+    b = load_checkpoint(tmp_path / "b" / "runs" / "rt" / "latest.pth")["model"]
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
+
+
+def test_online_crops_never_exceed_the_largest_image():
+    """A label is the model's output with the whole image in view: a crop larger than every
+    image would only add padding, so the crop shrinks to the largest image side."""
+    rainy = [torch.rand(3, 30, 40), torch.rand(3, 36, 20)]
+    crops = OnlineCrops(rainy, [r * 0.5 for r in rainy], patch_size=256, seed=0)
+    item = crops[0]
+    assert item["rainy"].shape == (3, 40, 40)  # 30 rows padded to 40, all 40 columns kept
+    assert torch.equal(item["rainy"][:, :30], rainy[0])
+    assert crops[1]["rainy"].shape == (3, 40, 40)
+
+
+@pytest.mark.parametrize("replay_clean", [True, False])
+def test_replay_clean_items_only_when_asked(tmp_path, real_folder, monkeypatch, replay_clean):
+    """Replay batches hold synthetic rainy -> clean pairs, and with online.replay_clean every
+    odd item is a clean -> clean pair."""
+    import dataset
+
+    seen = []
+    build = real_train.build_model
+
+    def recording_model(cfg):
+        model = build(cfg)
+        model.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+        return model
+
+    monkeypatch.setattr(real_train, "build_model", recording_model)
+    monkeypatch.setattr(dataset.SyntheticRainStream, "__getitem__",
+                        lambda self, i: {"rainy": torch.ones(3, 24, 24), "clean": torch.zeros(3, 24, 24)})
+    init = make_init(tmp_path / "init.pth")
+    extra = ("online.method=direct", "online.loss=l1", "online.replay=1.0", "online.batch_size=2",
+             f"online.replay_clean={replay_clean}", "online.guard_db=0", "online.rounds=1")
+    assert real_train.main(online_args(tmp_path, init, *extra) + ["--data", str(real_folder)]) == 0
+    replayed = [x for x in seen if x.shape[-1] == 24 and x.shape[0] == 2]
+    assert replayed
+    for batch in replayed:
+        assert float(batch[0].min()) == 1.0  # rainy
+        assert float(batch[1].max()) == (0.0 if replay_clean else 1.0)
+

@@ -104,6 +104,10 @@ class OnlineCrops(Dataset):
         if len(rainy) != len(labels) or not rainy:
             raise ValueError(f"OnlineCrops needs one label per image, got {len(rainy)} images "
                              f"and {len(labels)} labels")
+        # A crop never exceeds the largest image: a pseudo-label is the model's output with the
+        # whole image in view, and this network's output depends on what it sees (its
+        # similarity mining is global), so smaller crops than the image teach it a tone shift.
+        patch_size = min(patch_size, max(max(r.shape[-2:]) for r in rainy))
         self.rainy = [_pad_to(r, patch_size) for r in rainy]
         self.labels = [_pad_to(b, patch_size) for b in labels]
         self.patch_size = patch_size
@@ -138,6 +142,24 @@ class OnlineCrops(Dataset):
                                        bool(rng.random() < 0.5))
         return {"rainy": rainy.contiguous(), "pseudo": label.contiguous(),
                 "partner_rain": partner_rain.contiguous()}
+
+
+TONE_SIGMA = 6.0  # px; streaks are 1-4 px wide, haze and exposure vary over tens of px
+
+
+def keep_tone(label: torch.Tensor, reference: torch.Tensor, sigma: float = TONE_SIGMA) -> torch.Tensor:
+    """`label`'s fine structure on `reference`'s tone: label - G(label) + G(reference), G a
+    Gaussian blur of `sigma` px (mirrored borders), clipped to [0, 1]. With B^0 as reference,
+    pseudo-labels can lose streaks round after round but not drift in brightness, colour or
+    haze from where the synthetic model put them ([3,H,W] float32 tensors)."""
+    def hwc(image: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(image.permute(1, 2, 0).numpy(), dtype=np.float32)
+
+    def blur(image: torch.Tensor) -> np.ndarray:
+        return cv2.GaussianBlur(hwc(image), (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+    out = hwc(label) - blur(label) + blur(reference)
+    return torch.from_numpy(np.clip(out, 0.0, 1.0)).permute(2, 0, 1).contiguous()
 
 
 def training_input(method: str, batch: dict) -> torch.Tensor:
