@@ -276,7 +276,6 @@ def test_one_photo_adapts_with_a_batch_of_its_crops(tmp_path):
     assert not torch.equal(crops[0]["rainy"], crops[1]["rainy"])  # new crops of the same photo
 
 
-
 def test_keep_tone_moves_brightness_back_and_keeps_thin_streaks():
     gen = torch.Generator().manual_seed(0)
     reference = 0.2 + 0.6 * torch.rand(3, 48, 64, generator=gen)
@@ -361,4 +360,3 @@ def test_replay_clean_items_only_when_asked(tmp_path, real_folder, monkeypatch, 
     for batch in replayed:
         assert float(batch[0].min()) == 1.0  # rainy
         assert float(batch[1].max()) == (0.0 if replay_clean else 1.0)
-
