@@ -28,3 +28,15 @@ def test_bench_rejects_bad_size():
     proc = subprocess.run([sys.executable, "bench.py", "--sizes", "12by4"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "HxW" in proc.stderr
+
+
+def test_eval_overlap_without_the_sequential_pass(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "bench.py", "--eval-overlap", "--preset", "demo", "--images", "2",
+                           "--size", "32x48", "--no-sequential", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "eval.py (read, derain, score; overlapped)" in proc.stdout
+    assert "--sequential" not in proc.stdout
+    result = json.loads(out.read_text())["results"][0]
+    assert result["images"] == 2 and result["eval_s"] > 0 and "sequential_s" not in result
