@@ -30,7 +30,7 @@ default (what the scripts did before), and torch's default with OMP_WAIT_POLICY=
 subprocesses ignore OMP_NUM_THREADS. --eval-overlap writes --images rainy/clean pairs of --size
 (the preset's synthetic rain) to a temporary folder and reports the bare forward time per
 image, then eval.py's time per image (reading, deraining and scoring all three protocols), and
-eval.py --sequential's, on the same images in the same subprocess.
+eval.py --sequential's (unless --no-sequential), on the same images in the same subprocess.
 """
 from __future__ import annotations
 

@@ -136,10 +136,11 @@ class OnlineConfig:
     # synthetic model's own training rain, at data.patch_size) in every step: anchors the
     # update (0: off, paper).
     replay: float = 0.0
-    # Half of the replay items are clean -> clean (a clean image is a fixed point of the
-    # derainer, which keeps `chain` from compounding). On real photos these items taught the
-    # model to leave haze alone: its outputs brightened round after round (README).
-    replay_clean: bool = True
+    # Share of the replay items that are clean -> clean (a clean image is a fixed point of the
+    # derainer, which keeps `chain` from compounding); the others are rainy -> clean. On real
+    # photos these items taught the model to leave haze alone: its outputs brightened round
+    # after round (README). Configs saved when this was a switch: true = 0.5, false = 0.
+    replay_clean: float = 0.5
     # Pseudo-labels of round k > 0 keep the tone of B^0: B^k - G(B^k) + G(B^0), G a 6 px
     # Gaussian blur (utils/online.py, keep_tone). Streaks are thin, so labels can still lose
     # them round after round, but brightness, colour and haze stay where the synthetic model
@@ -347,7 +348,11 @@ def _amp_as_precision(amp: bool) -> str:
 def _migrate(data: dict) -> dict:
     """A config saved before train.precision replaced train.amp (config.json files and the
     configs inside checkpoints, weights/standard.pth among them): amp true -> precision auto
-    (what amp did on CUDA; on a CPU, auto is fp32 unless it has native bf16), false -> fp32."""
+    (what amp did on CUDA; on a CPU, auto is fp32 unless it has native bf16), false -> fp32.
+    Likewise online.replay_clean, once a switch: true -> 0.5 (what it meant), false -> 0."""
+    online = data.get("online") if isinstance(data, dict) else None
+    if isinstance(online, dict) and isinstance(online.get("replay_clean"), bool):
+        data = {**data, "online": {**online, "replay_clean": 0.5 if online["replay_clean"] else 0.0}}
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, dict) or "amp" not in train:
         return data
@@ -554,6 +559,9 @@ def validate(cfg: "Config") -> None:
             raise ConfigError(f"config {where}: {value!r} is not one of {', '.join(PRECISIONS)}")
     if cfg.online.replay < 0:
         raise ConfigError(f"config online.replay: {cfg.online.replay} is negative (0 turns it off)")
+    if not 0.0 <= cfg.online.replay_clean <= 1.0:
+        raise ConfigError(f"config online.replay_clean: {cfg.online.replay_clean} is outside [0, 1] "
+                          "(the share of clean -> clean replay items)")
     if not 0.0 <= cfg.data.flat_scenes <= 1.0:
         raise ConfigError(f"config data.flat_scenes: {cfg.data.flat_scenes} is outside [0, 1]")
     model = cfg.model

@@ -58,12 +58,12 @@ from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
 from utils.io.files import check_outside
-from utils.io.images import set_max_pixels, to_image, to_tensor, write_image
+from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, write_image
 from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
 from utils.metrics.scoring import mean_metrics
-from utils.online import OnlineCrops, PseudoLabels, keep_tone, training_input
+from utils.online import OnlineCrops, PseudoLabels, keep_tone, replays_clean, training_input
 
 log = logs.get("real_train")
 
@@ -164,7 +164,7 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
                    stop: StopRequest, in_domain=None, guard=None, precision: Precision | None = None
                    ) -> bool:
     """Write B^k for every image not yet written (online.method says how), with the current
-    model's output f_k(O) as preview and side-by-side panel (input | round k); log the outputs'
+    model's output f_k(O) as preview and side-by-side panel (input | round 0 | round k); log the outputs'
     PSNR/SSIM with ground truth, their BRISQUE when online.nr_score, and the labels' change
     from B^{k-1}. False if stopped."""
     oc = trainer.cfg.online
@@ -200,11 +200,16 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
             if k > 0:
                 item["label_change_l1"] = float((label - labels.load(k - 1, keys[i])).abs().mean())
             labels.save(k, keys[i], label)
-            folder = run.path / "rounds" / f"round_{k:03d}"
-            write_image(folder / f"{keys[i]}.png", to_image(out))
-            panel = side_by_side([fit_within(to_image(rainy[i]), 480), fit_within(to_image(out), 480)],
-                                 ["input", f"round {k}"])
-            write_image(folder / "panels" / f"{keys[i]}.png", panel)
+            rounds = run.path / "rounds"
+            write_image(rounds / f"round_{k:03d}" / f"{keys[i]}.png", to_image(out))
+            # Round 0 (the synthetic model alone) stays in view: the question a round answers
+            # is whether it removed more than that.
+            cells, names = [rainy[i], out], ["input", f"round {k}"]
+            if k > 0:
+                cells.insert(1, to_tensor(read_image(rounds / "round_000" / f"{keys[i]}.png")))
+                names.insert(1, "round 0")
+            panel = side_by_side([fit_within(to_image(c), 480) for c in cells], names)
+            write_image(rounds / f"round_{k:03d}" / "panels" / f"{keys[i]}.png", panel)
             labels.save_stats(k, keys[i], item)
             bar.update(1)
     stats = {"round": k, "step": trainer.step, "lr": trainer.lr}
@@ -339,9 +344,18 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     refresh = Precision(device, oc.refresh_precision)
     run.log(f"training {trainer.precision.describe()}; pseudo-label refresh "
             f"{refresh.describe()} (online.refresh_precision)")
-    run.log(f"method {oc.method}; loss {oc.loss}" + (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)"
-            if oc.loss == "paper" else " (L1 to the pseudo-labels)") + f"; replay {oc.replay}" + ("; labels keep B^0's tone" if oc.keep_tone else "")
-            + " (docs/method.md#online-update)")
+    loss_text = (f" (L1 to the pseudo-labels + {cfg.loss.online_lambda:.2e} x rain term)" if oc.loss == "paper"
+                 else " (L1 to the pseudo-labels)")
+    replay_text = f"; replay {oc.replay}" + (f" ({oc.replay_clean:g} of it clean -> clean)" if oc.replay else "")
+    tone_text = "; labels keep B^0's tone" if oc.keep_tone else ""
+    run.log(f"method {oc.method}; loss {oc.loss}{loss_text}{replay_text}{tone_text} (docs/method.md#online-update)")
+    largest = max(max(image.shape[-2:]) for image in rainy)
+    label_view = min(oc.tile or largest, largest)  # what the model saw when it made a label
+    if min(oc.patch_size, largest) < label_view:
+        run.log(f"online.patch_size {oc.patch_size} is smaller than the labels' field of view "
+                f"({label_view} px: online.tile or the whole image): training on smaller crops than "
+                "that shifts the tone of the outputs (README, 'Online update on real rain'); "
+                f"set online.patch_size={label_view}", logging.WARNING)
     epochs = oc.rounds * oc.epochs_per_round
     # Fewer photos than a batch (one photo: test-time adaptation): more crops per photo.
     crops_per_epoch = max(len(rainy), oc.batch_size)
@@ -395,12 +409,14 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
                     x = training_input(oc.method, batch).to(device).contiguous(memory_format=memory_format)
                     extra = None
                     if replay is not None:
-                        # Rainy -> clean (no forgetting); with online.replay_clean the odd items
-                        # are clean -> clean: a clean image is a fixed point of the derainer, so
+                        # Rainy -> clean (no forgetting), and a share online.replay_clean of
+                        # clean -> clean: a clean image is a fixed point of the derainer, so
                         # re-applying it to its labels (chain) converges instead of darkening.
-                        items = [replay[trainer.step * oc.batch_size + j] for j in range(oc.batch_size)]
+                        first = trainer.step * oc.batch_size
+                        items = [replay[first + j] for j in range(oc.batch_size)]
                         extra = torch.stack([it["clean"] for it in items]).to(device)
-                        sources = [it["clean" if j % 2 and oc.replay_clean else "rainy"] for j, it in enumerate(items)]
+                        sources = [it["clean" if replays_clean(first + j, oc.replay_clean) else "rainy"]
+                                   for j, it in enumerate(items)]
                         replayed = torch.stack(sources).to(device).contiguous(memory_format=memory_format)
 
                     def compute(net):

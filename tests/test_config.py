@@ -46,6 +46,8 @@ def test_overrides_are_typed():
     ("train.lr=abc", "train.lr expects a number"),
     ("model.encoder_blocks=(1,1)", "tuple of 3 integers"),
     ("data.flat_scenes=1.5", r"data.flat_scenes: 1.5 is outside \[0, 1\]"),
+    ("online.replay=-1", "online.replay: -1.0 is negative"),
+    ("online.replay_clean=2", r"online.replay_clean: 2.0 is outside \[0, 1\]"),
 ])
 def test_bad_overrides_name_the_problem(bad, message):
     with pytest.raises(ConfigError, match=message):  # a UserError (exit 2) and a ValueError

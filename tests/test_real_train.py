@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import real_train
-from config import build_config
+from config import Config, build_config
 from dataset import open_rainy
 from networks import build_model
 from utils.cli import run_main
@@ -20,8 +20,8 @@ from utils.engine.rng import seed_everything
 from utils.engine.trainer import Trainer
 from utils.inference import derain
 from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
-from utils.io.images import write_image
-from utils.online import OnlineCrops, keep_tone, rotate_flip, training_input
+from utils.io.images import read_image, write_image
+from utils.online import OnlineCrops, keep_tone, replays_clean, rotate_flip, training_input
 
 
 def make_init(path: Path, *sets: str) -> Path:
@@ -211,8 +211,11 @@ def test_direct_keeps_round_0_labels_chain_reapplies_the_model_transfer_refreshe
             else:  # B^2 = f_2(f_1(B^0))
                 expected = derain(model_2, derain(model_1, b0).clamp(0, 1)).clamp(0, 1)
             assert torch.allclose(torch.from_numpy(labels[key]), expected[0], atol=1e-5), (method, key)
-        # Every round has its input | output panels and per-image statistics.
-        assert len(list((run / "rounds" / "round_002" / "panels").glob("*.png"))) == 3
+        # Every round has its panels (input | round 0 | round k after round 0) and statistics.
+        panels = sorted((run / "rounds" / "round_002" / "panels").glob("*.png"))
+        assert len(panels) == 3
+        first = read_image(run / "rounds" / "round_000" / "panels" / panels[0].name)
+        assert read_image(panels[0]).shape[1] > first.shape[1] * 1.4  # three cells, not two
         assert (run / "final.pth").is_file()
 
 
@@ -334,10 +337,10 @@ def test_online_crops_never_exceed_the_largest_image():
     assert crops[1]["rainy"].shape == (3, 40, 40)
 
 
-@pytest.mark.parametrize("replay_clean", [True, False])
-def test_replay_clean_items_only_when_asked(tmp_path, real_folder, monkeypatch, replay_clean):
-    """Replay batches hold synthetic rainy -> clean pairs, and with online.replay_clean every
-    odd item is a clean -> clean pair."""
+@pytest.mark.parametrize("share", [0.5, 0.0])
+def test_replay_clean_share_of_the_items(tmp_path, real_folder, monkeypatch, share):
+    """Replay batches hold synthetic rainy -> clean pairs, and a share online.replay_clean of
+    clean -> clean pairs (0.5: every odd item)."""
     import dataset
 
     seen = []
@@ -353,10 +356,34 @@ def test_replay_clean_items_only_when_asked(tmp_path, real_folder, monkeypatch, 
                         lambda self, i: {"rainy": torch.ones(3, 24, 24), "clean": torch.zeros(3, 24, 24)})
     init = make_init(tmp_path / "init.pth")
     extra = ("online.method=direct", "online.loss=l1", "online.replay=1.0", "online.batch_size=2",
-             f"online.replay_clean={replay_clean}", "online.guard_db=0", "online.rounds=1")
+             f"online.replay_clean={share}", "online.guard_db=0", "online.rounds=1")
     assert real_train.main(online_args(tmp_path, init, *extra) + ["--data", str(real_folder)]) == 0
     replayed = [x for x in seen if x.shape[-1] == 24 and x.shape[0] == 2]
     assert replayed
     for batch in replayed:
         assert float(batch[0].min()) == 1.0  # rainy
-        assert float(batch[1].max()) == (0.0 if replay_clean else 1.0)
+        assert float(batch[1].max()) == (0.0 if share == 0.5 else 1.0)
+
+
+def test_clean_replay_items_are_evenly_spaced():
+    for share, every in ((0.5, 2), (0.25, 4), (1 / 3, 3)):
+        clean = [i for i in range(24) if replays_clean(i, share)]
+        assert clean == list(range(every - 1, 24, every))
+    assert not any(replays_clean(i, 0.0) for i in range(50))
+    assert all(replays_clean(i, 1.0) for i in range(50))
+
+
+def test_replay_clean_switch_of_saved_configs_still_loads():
+    data = Config().to_dict()
+    for old, share in ((True, 0.5), (False, 0.0)):
+        data["online"]["replay_clean"] = old
+        assert Config.from_dict(data).online.replay_clean == share
+
+
+@pytest.mark.parametrize("patch_size, warned", [(32, True), (70, False)])
+def test_crops_smaller_than_the_labels_view_are_warned_about(tmp_path, real_folder, patch_size, warned):
+    init = make_init(tmp_path / "init.pth")
+    argv = online_args(tmp_path, init, f"online.patch_size={patch_size}", "online.rounds=1")
+    assert real_train.main(argv + ["--data", str(real_folder)]) == 0
+    text = (tmp_path / "runs" / "rt" / "real_train.log").read_text()
+    assert ("smaller than the labels' field of view (70 px" in text) == warned

@@ -7,6 +7,7 @@ exists; a refresh interrupted half-way resumes where it stopped (files are writt
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,9 @@ def training_input(method: str, batch: dict) -> torch.Tensor:
     if method == "transfer":
         return (batch["pseudo"] + batch["partner_rain"]).clamp(0, 1)
     return batch["rainy"]
+
+
+def replays_clean(index: int, share: float) -> bool:
+    """Whether replay item `index` (counted over the whole update) is clean -> clean: evenly
+    spaced, `share` of the items (0.5: every second one, 0.25: every fourth)."""
+    return math.floor((index + 1) * share) > math.floor(index * share)
