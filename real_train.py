@@ -482,6 +482,7 @@ SEED_SPREAD_DB = None
 def report(cfg: Config, run: RunDir) -> None:
     stats = round_stats(run.path)
     last = accepted_round(run.path)
+    after_rounds = f"after {last} round{'' if last == 1 else 's'}"
     print(f"\nonline update ({cfg.online.method}) finished: {cfg.online.rounds} rounds; result (round {last}) "
           f"{run.path / 'final.pth'}, per-round outputs and panels in {run.path / 'rounds'}")
     for k in sorted(stats):
@@ -498,10 +499,19 @@ def report(cfg: Config, run: RunDir) -> None:
     if 0 in stats and "psnr" in stats[0]:
         before, after = stats[0], stats[last]
         print(f"  before the online update (synthetic model, round 0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
-        print(f"  after {last} rounds (final.pth): {after['psnr']:.2f} dB / {after['ssim']:.4f}")
+        print(f"  {after_rounds} (final.pth): {after['psnr']:.2f} dB / {after['ssim']:.4f}")
         print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
         run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
                 f"({after['psnr'] - before['psnr']:+.3f} dB)")
+    elif 0 in stats and "brisque" in stats[0] and "brisque" in stats[last]:
+        # No ground truth (real photos): the no-reference score is the one number there is.
+        before, after = stats[0]["brisque"], stats[last]["brisque"]
+        print(f"  BRISQUE before the online update (synthetic model, round 0): {before:.2f}; "
+              f"{after_rounds} (final.pth): {after:.2f} ({after - before:+.2f}; lower is better)")
+        if after >= before:
+            print("  the no-reference score did not improve: compare the panels (input | round 0 | round k) "
+                  "and keep the synthetic model unless they show fewer streaks")
+        run.log(f"BRISQUE before {before:.3f}, after {after:.3f} ({after - before:+.3f})")
     final = {"method": cfg.online.method, "rounds": cfg.online.rounds, "accepted_round": last,
              "final_weights": str(run.path / "final.pth"), "previews": str(run.path / "rounds"),
              "per_round": [stats[k] for k in sorted(stats)]}

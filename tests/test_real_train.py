@@ -387,3 +387,16 @@ def test_crops_smaller_than_the_labels_view_are_warned_about(tmp_path, real_fold
     assert real_train.main(argv + ["--data", str(real_folder)]) == 0
     text = (tmp_path / "runs" / "rt" / "real_train.log").read_text()
     assert ("smaller than the labels' field of view (70 px" in text) == warned
+
+
+def test_report_without_ground_truth_compares_brisque_with_round_0(tmp_path, real_folder, capsys):
+    pytest.importorskip("brisque")
+    init = make_init(tmp_path / "init.pth")
+    argv = online_args(tmp_path, init, "online.rounds=1")
+    assert real_train.main(argv + ["--data", str(real_folder)]) == 0
+    out = capsys.readouterr().out
+    stats = real_train.round_stats(tmp_path / "runs" / "rt")
+    before, after = stats[0]["brisque"], stats[1]["brisque"]
+    assert f"(synthetic model, round 0): {before:.2f}; after 1 round (final.pth): {after:.2f}" in out
+    assert ("the no-reference score did not improve" in out) == (after >= before)
+    assert "hidden ground truth" not in out
