@@ -63,7 +63,7 @@ from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
 from utils.metrics.scoring import mean_metrics
-from utils.online import OnlineCrops, PseudoLabels, keep_tone, replays_clean, training_input
+from utils.online import OnlineCrops, PseudoLabels, keep_tone, largest_side, replays_clean, training_input
 
 log = logs.get("real_train")
 
@@ -349,7 +349,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     replay_text = f"; replay {oc.replay}" + (f" ({oc.replay_clean:g} of it clean -> clean)" if oc.replay else "")
     tone_text = "; labels keep B^0's tone" if oc.keep_tone else ""
     run.log(f"method {oc.method}; loss {oc.loss}{loss_text}{replay_text}{tone_text} (docs/method.md#online-update)")
-    largest = max(max(image.shape[-2:]) for image in rainy)
+    largest = largest_side(rainy)
     label_view = min(oc.tile or largest, largest)  # what the model saw when it made a label
     if min(oc.patch_size, largest) < label_view:
         run.log(f"online.patch_size {oc.patch_size} is smaller than the labels' field of view "

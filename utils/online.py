@@ -89,6 +89,11 @@ def rotate_flip(image: torch.Tensor, degrees: float, flip: bool) -> torch.Tensor
     return out.flip(-1) if flip else out
 
 
+def largest_side(images: list[torch.Tensor]) -> int:
+    """The longest side among [..., H, W] images: no training crop is larger."""
+    return max(max(image.shape[-2:]) for image in images)
+
+
 class OnlineCrops(Dataset):
     """Item i: aligned random crops of the rainy image O_i and its pseudo-label B_i^{k-1}, plus
     the rain layer O_j - B_j^{k-1} of an independent crop of a random *other* image j,
@@ -108,7 +113,7 @@ class OnlineCrops(Dataset):
         # A crop never exceeds the largest image: a pseudo-label is the model's output with the
         # whole image in view, and this network's output depends on what it sees (its
         # similarity mining is global), so smaller crops than the image teach it a tone shift.
-        patch_size = min(patch_size, max(max(r.shape[-2:]) for r in rainy))
+        patch_size = min(patch_size, largest_side(rainy))
         self.rainy = [_pad_to(r, patch_size) for r in rainy]
         self.labels = [_pad_to(b, patch_size) for b in labels]
         self.patch_size = patch_size
