@@ -96,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", type=int, default=RESAMPLES,
                         help=f"bootstrap resamples for --compare (default {RESAMPLES}, seed {SEED})")
     parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
-                        help="a paired data set (any layout dataset.py reads); repeatable; "
+                        help="a paired data set (any layout of utils/io/layouts.py); repeatable; "
                              "NAME= is optional (default: the folder name)")
     parser.add_argument("--synthetic", default=None, metavar="PRESETS",
                         help="embedded synthetic test sets to evaluate, comma-separated from "

@@ -62,7 +62,6 @@ from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, wri
 from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
-from utils.metrics.scoring import mean_metrics
 from utils.online import OnlineCrops, PseudoLabels, keep_tone, largest_side, replays_clean, training_input
 
 log = logs.get("real_train")

@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys

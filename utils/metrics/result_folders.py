@@ -1,7 +1,7 @@
 """Other methods' derained images on disk ("result folders"), paired with a data set's ground truth.
 
 A result folder holds one image per ground-truth image, named after it by any of the rules
-the data set layouts use (`dataset.RESULT_NAME_RULES`, tried in order): exact names, names
+the data set layouts use (`utils.io.layouts.RESULT_NAME_RULES`, tried in order): exact names, names
 without rain/norain tokens (`rain-001` ~ `norain-001`), names without a method suffix
 (`001_derain`, `1_out`, `rain-001_result`, ...) and the last number in the name (`1` ~ `001`).
 For anything else, `pattern` (eval.py --match) is a regular expression searched in each
@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from dataset import RESULT_NAME_RULES, few, list_images, match_names
+from utils.io.layouts import RESULT_NAME_RULES, few, list_images, match_names
 from utils.io.images import ImageReadError, read_image
 
 ALIGNS = ("error", "crop")
