@@ -267,8 +267,8 @@ def standard() -> Config:
         # weights (README, "Online update on real rain"); at 1e-4 a fresh Adam's first steps
         # (about lr per weight each) cost ~1 dB in the first round. Crops as large as the
         # refresh tiles (online.tile): a label is the model's output with a whole tile in
-        # view, and on 96 px crops of 256 px photos the model learned to brighten (README);
-        # on smaller images the crop is the whole image.
+        # view, and on 96 px crops of 256 px photos the model learned to brighten
+        # (docs/online_update.md); on smaller images the crop is the whole image.
         online=OnlineConfig(name="standard_online", method="transfer", loss="l1", replay=1.0,
                             rounds=5, epochs_per_round=2, batch_size=2, patch_size=256, lr=1e-5,
                             lr_steps=(), target_size=96, target_count=8,
