@@ -26,6 +26,9 @@ from utils.errors import UserError
 # Forward-pass precisions (utils/engine/precision.py): no autocast, bf16 autocast, or bf16 only
 # where the device computes it natively.
 PRECISIONS = ("fp32", "bf16", "auto")
+# Pseudo-label methods and losses of the online update (OnlineConfig.method / .loss).
+ONLINE_METHODS = ("paper", "direct", "chain", "transfer")
+ONLINE_LOSSES = ("paper", "l1")
 
 
 @dataclass
@@ -567,6 +570,14 @@ def validate(cfg: "Config") -> None:
                          ("online.refresh_precision", cfg.online.refresh_precision)):
         if value not in PRECISIONS:
             raise ConfigError(f"config {where}: {value!r} is not one of {', '.join(PRECISIONS)}")
+    for where, value, allowed in (("online.method", cfg.online.method, ONLINE_METHODS),
+                                  ("online.loss", cfg.online.loss, ONLINE_LOSSES)):
+        if value not in allowed:
+            raise ConfigError(f"config {where}: {value!r} is not one of {', '.join(allowed)}")
+    unknown = [m for m in cfg.online.compare if m not in ONLINE_METHODS]
+    if unknown:
+        raise ConfigError(f"config online.compare: {', '.join(map(repr, unknown))} not among "
+                          f"{', '.join(ONLINE_METHODS)}")
     if cfg.online.replay < 0:
         raise ConfigError(f"config online.replay: {cfg.online.replay} is negative (0 turns it off)")
     if not 0.0 <= cfg.online.replay_clean <= 1.0:

@@ -40,7 +40,6 @@ from torch.utils.data import DataLoader
 
 from config import Config, add_config_args, preset_of
 from dataset import SyntheticRainStream, open_rainy, synthetic_pairs
-from utils.synthetic.photos import load_split
 from losses import online_update_loss
 from networks import build_model
 from utils import logs, threads
@@ -57,14 +56,16 @@ from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
-from utils.io.files import check_outside
+from utils.io.files import check_outside, copy_file, write_text
 from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, write_image
 from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
-from utils.online import OnlineCrops, PseudoLabels, keep_tone, largest_side, replays_clean, training_input
+from utils.online import OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch, training_input
+from utils.synthetic.photos import load_split
 
 log = logs.get("real_train")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,11 +138,9 @@ def lr_for_round(cfg: Config, r: int) -> float:
     return lr
 
 
-METHODS = ("paper", "direct", "chain", "transfer")
 # Rain transfer: the partner's rain layer is turned by up to this many degrees (either way):
 # the photos' own streaks in directions the model has not learned to remove.
 TRANSFER_ROTATE = 40.0
-LOSSES = ("paper", "l1")
 
 
 def _derain(trainer: Trainer, model, image: torch.Tensor, precision: Precision,
@@ -264,10 +263,6 @@ def round_stats(run_path: Path) -> dict[int, dict]:
 def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
                   overwrite: bool = False) -> int:
     oc = cfg.online
-    if oc.method not in METHODS or oc.loss not in LOSSES:
-        print(f"error: online.method must be one of {METHODS} and online.loss one of {LOSSES}, "
-              f"got {oc.method!r} and {oc.loss!r}", file=sys.stderr)
-        return 2
     cfg.train.ema_decay = oc.ema_decay
     # Refuses bf16 on a device without bf16 autocast before anything is written.
     Precision(device, cfg.train.precision, training=True), Precision(device, oc.refresh_precision)
@@ -407,16 +402,11 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
                     partner = batch["partner_rain"].to(device)
                     x = training_input(oc.method, batch).to(device).contiguous(memory_format=memory_format)
                     extra = None
-                    if replay is not None:
-                        # Rainy -> clean (no forgetting), and a share online.replay_clean of
-                        # clean -> clean: a clean image is a fixed point of the derainer, so
-                        # re-applying it to its labels (chain) converges instead of darkening.
-                        first = trainer.step * oc.batch_size
-                        items = [replay[first + j] for j in range(oc.batch_size)]
-                        extra = torch.stack([it["clean"] for it in items]).to(device)
-                        sources = [it["clean" if replays_clean(first + j, oc.replay_clean) else "rainy"]
-                                   for j, it in enumerate(items)]
-                        replayed = torch.stack(sources).to(device).contiguous(memory_format=memory_format)
+                    if replay is not None:  # item index = f(step): resumes exactly
+                        replayed, extra = replay_batch(replay, trainer.step * oc.batch_size, oc.batch_size,
+                                                       oc.replay_clean)
+                        replayed = replayed.to(device).contiguous(memory_format=memory_format)
+                        extra = extra.to(device)
 
                     def compute(net):
                         pred = net(x, branches=False).bottom.float()
@@ -456,8 +446,8 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         bar.close()
         trainer.save(trainer.state_dict(), run.path / "latest.pth")
         if info.is_main:
-            shutil.copyfile(run.path / f"round_{accepted:03d}.pth", run.path / "final.pth")
-            (run.path / "accepted.json").write_text(json.dumps(
+            copy_file(run.path / f"round_{accepted:03d}.pth", run.path / "final.pth")
+            write_text(run.path / "accepted.json", json.dumps(
                 {"accepted_round": accepted, "stopped_by_guard": accepted < oc.rounds}) + "\n")
         report(cfg, run)
         return 0

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from utils.io.files import copy_file
 
 
 def test_atomic_save_and_safe_load(tmp_path):
@@ -27,6 +28,18 @@ def test_failed_save_keeps_previous_file(tmp_path):
         save_checkpoint({"config": {}, "model": {}, "bad": Unpicklable()}, path)
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.zeros(1))
     assert os.listdir(tmp_path) == ["latest.pth"]
+
+
+def test_copied_result_is_whole_or_absent(tmp_path):
+    round_3, final = tmp_path / "round_003.pth", tmp_path / "final.pth"
+    save_checkpoint({"config": {}, "model": {"w": torch.arange(3.0)}}, round_3)
+    final.write_bytes(b"previous")
+    with pytest.raises(FileNotFoundError):
+        copy_file(tmp_path / "round_004.pth", final)
+    assert final.read_bytes() == b"previous"
+    copy_file(round_3, final)
+    assert final.read_bytes() == round_3.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["final.pth", "round_003.pth"]  # no temp file left
 
 
 def test_load_errors(tmp_path):

@@ -48,6 +48,9 @@ def test_overrides_are_typed():
     ("data.flat_scenes=1.5", r"data.flat_scenes: 1.5 is outside \[0, 1\]"),
     ("online.replay=-1", "online.replay: -1.0 is negative"),
     ("online.replay_clean=2", r"online.replay_clean: 2.0 is outside \[0, 1\]"),
+    ("online.method=paperr", "online.method: 'paperr' is not one of paper, direct, chain, transfer"),
+    ("online.loss=l2", "online.loss: 'l2' is not one of paper, l1"),
+    ("online.compare=('direct','bogus')", "online.compare: 'bogus' not among"),
 ])
 def test_bad_overrides_name_the_problem(bad, message):
     with pytest.raises(ConfigError, match=message):  # a UserError (exit 2) and a ValueError

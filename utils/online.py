@@ -180,3 +180,12 @@ def replays_clean(index: int, share: float) -> bool:
     """Whether replay item `index` (counted over the whole update) is clean -> clean: evenly
     spaced, `share` of the items (0.5: every second one, 0.25: every fourth)."""
     return math.floor((index + 1) * share) > math.floor(index * share)
+
+
+def replay_batch(stream, first: int, size: int, clean_share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) of the replay items first .. first+size-1 of a synthetic stream: rainy
+    -> clean, so the update does not forget, and a share `clean_share` of clean -> clean (a
+    clean image is a fixed point of the derainer, so `chain` converges instead of darkening)."""
+    items = [stream[first + j] for j in range(size)]
+    inputs = [it["clean" if replays_clean(first + j, clean_share) else "rainy"] for j, it in enumerate(items)]
+    return torch.stack(inputs), torch.stack([it["clean"] for it in items])

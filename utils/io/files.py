@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -43,6 +44,12 @@ def write_text(path: str | Path, text: str) -> None:
     """`path.write_text(text)`, atomically (reports, JSON)."""
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def copy_file(source: str | Path, path: str | Path) -> None:
+    """`shutil.copyfile(source, path)`, atomically (a checkpoint copied as a run's result)."""
+    with open(source, "rb") as src, atomic_write(path) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def is_temp_name(name: str) -> bool:
