@@ -93,6 +93,10 @@ class TrainConfig:
     out_dir: str = "runs"
     iterations: int = 75_000
     batch_size: int = 12
+    # Micro-batches of batch_size per optimizer step, their gradients averaged: batch 4 with
+    # accumulate 4 trains like batch 16 in the memory of batch 4 (effective batch = batch_size
+    # x accumulate x processes). `iterations` counts optimizer steps.
+    accumulate: int = 1
     lr: float = 5e-4
     milestones: Tuple[float, ...] = (0.6, 0.8)  # fractions of `iterations` where lr *= gamma
     gamma: float = 0.1
@@ -578,6 +582,9 @@ def validate(cfg: "Config") -> None:
     if unknown:
         raise ConfigError(f"config online.compare: {', '.join(map(repr, unknown))} not among "
                           f"{', '.join(ONLINE_METHODS)}")
+    if cfg.train.accumulate < 1:
+        raise ConfigError(f"config train.accumulate: {cfg.train.accumulate} micro-batches per step; "
+                          "at least 1 (1: no accumulation)")
     if cfg.online.replay < 0:
         raise ConfigError(f"config online.replay: {cfg.online.replay} is negative (0 turns it off)")
     if not 0.0 <= cfg.online.replay_clean <= 1.0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -108,10 +109,11 @@ def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
     else:
         patches = PatchDataset(train_pairs, cfg.data.patch_size, cfg.data.augment, seed=cfg.train.seed)
     per_rank = len(patches) // info.world_size
-    if per_rank < cfg.train.batch_size:
+    per_step = cfg.train.batch_size * cfg.train.accumulate
+    if per_rank < per_step:
         raise UserError(f"training set too small: {len(patches)} patches per epoch for "
-                         f"{info.world_size} process(es) x batch {cfg.train.batch_size}; lower "
-                         f"train.batch_size or add images")
+                        f"{info.world_size} process(es) x batch {cfg.train.batch_size} x accumulate "
+                        f"{cfg.train.accumulate}; lower train.batch_size or train.accumulate, or add images")
     sampler = ResumableSampler(patches, num_replicas=info.world_size, rank=info.rank,
                                batch_size=cfg.train.batch_size, seed=cfg.train.seed)
     # Own generator: worker seeds depend on (seed, epoch) only, and the global torch RNG is
@@ -121,6 +123,17 @@ def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
                         num_workers=cfg.data.num_workers, drop_last=True, pin_memory=pin,
                         generator=generator)
     return patches, sampler, loader, generator, val_pairs
+
+
+def micro_batches(loader, count: int) -> Iterator[list]:
+    """The loader's batches in groups of `count` (one optimizer step each); an epoch's last
+    incomplete group is left out, as the loader leaves out its last incomplete batch."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == count:
+            yield group
+            group = []
 
 
 def start_epoch(trainer: Trainer, patches, sampler: ResumableSampler, generator, seed: int) -> None:
@@ -198,7 +211,8 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
             info, (best_step, best_metric) if info.is_main else None)
     run.log(f"device {device}, {trainer.precision.describe()}, {threads.in_use()}; {info.world_size} process(es); "
             f"{len(patches)} training patches/epoch, {len(val_pairs)} val images; "
-            f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}")
+            f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}"
+            + (f" x {tc.accumulate} accumulated" if tc.accumulate > 1 else ""))
     run.log(parameter_summary(model))
     run.log("loss = -(weighted sum of the five outputs' SSIMs): negative, lower is better, "
             f"-{sum(cfg.loss.weights):.3f} at best (docs/method.md#losses)")
@@ -206,10 +220,9 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
     memory_format = torch.channels_last if device.type == "cuda" and tc.channels_last else torch.contiguous_format
 
     def loss_on(batch):
-        rainy = batch["rainy"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        clean = batch["clean"].to(device, non_blocking=True)
-
-        def compute(net):
+        def compute(net):  # moves its batch to the device when called: one micro-batch at a time
+            rainy = batch["rainy"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            clean = batch["clean"].to(device, non_blocking=True)
             out = net(rainy, branches=True)
             # The loss runs in float32 even under autocast (SSIM variances need it).
             out = type(out)(*(t.float() if t is not None else None for t in out))
@@ -222,8 +235,8 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
         with StopRequest() as stop:
             while trainer.step < tc.iterations:
                 start_epoch(trainer, patches, sampler, generator, tc.seed)
-                for batch in loader:
-                    result = trainer.train_step(loss_on(batch))
+                for batches in micro_batches(loader, tc.accumulate):
+                    result = trainer.train_step([loss_on(batch) for batch in batches])
                     bar.update(1)
                     step = trainer.step
                     # Reading the loss waits for the device: only at logging steps.

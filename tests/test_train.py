@@ -95,6 +95,56 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
 
 
 @pytest.mark.parametrize("deferred", [False, True])
+def test_accumulated_micro_batches_step_like_one_full_batch(tmp_path, deferred):
+    pairs = synthetic_pairs("train", preset="heavy", size=32, count=4, seed=2)
+    rainy = torch.stack([pairs[i]["rainy"] for i in range(4)])
+    clean = torch.stack([pairs[i]["clean"] for i in range(4)])
+
+    def loss_of(rows):
+        return lambda net: criterion(net(rainy[rows], branches=True), clean[rows])
+
+    steps = {}
+    for name, parts in (("full", loss_of(slice(0, 4))), ("accumulated", [loss_of(slice(0, 2)), loss_of(slice(2, 4))])):
+        cfg, trainer = _tiny_trainer(tmp_path / name, deferred=deferred)
+        criterion = HCNLoss(cfg.loss.weights)
+        result = trainer.train_step(parts)
+        steps[name] = (result, trainer.model.state_dict(), trainer.batch_in_epoch)
+    (full, full_weights, full_batches), (acc, acc_weights, acc_batches) = steps["full"], steps["accumulated"]
+    # The mean loss and the gradient (its norm) of the whole batch, not their sums.
+    assert acc.loss == pytest.approx(full.loss, rel=1e-5)
+    assert acc.grad_norm == pytest.approx(full.grad_norm, rel=1e-4)
+    assert acc.terms.keys() == full.terms.keys()
+    assert all(acc.terms[k] == pytest.approx(full.terms[k], rel=1e-4, abs=1e-6) for k in full.terms)
+    assert all(torch.allclose(full_weights[k], acc_weights[k], atol=1e-6) for k in full_weights)
+    assert (full_batches, acc_batches) == (1, 2)  # the data position counts micro-batches
+
+
+def test_accumulating_run_resumes_bit_identically(tmp_path, monkeypatch):
+    # 6 micro-batches of 1 per epoch, 2 per step: the interruption after step 2 is mid-epoch.
+    extra = ("train.batch_size=1", "train.accumulate=2", "train.milestones=(0.5,)")
+    assert train.main(tiny_args(tmp_path / "a", 5, *extra)) == 0
+    reference = load_checkpoint(tmp_path / "a" / "tiny" / "latest.pth")
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 2)
+        assert train.main(tiny_args(tmp_path / "b", 5, *extra)) == 128 + signal.SIGINT
+    stopped = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+    assert (stopped["step"], stopped["epoch"], stopped["batch_in_epoch"]) == (2, 0, 4)
+    assert train.main(tiny_args(tmp_path / "b", 5, *extra) + ["--resume", "auto"]) == 0
+    resumed = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+    assert resumed["step"] == reference["step"] == 5 and resumed["epoch"] == reference["epoch"] == 1
+    for name, tensor in reference["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), f"model.{name} differs after resume"
+    log = (tmp_path / "b" / "tiny" / "train.log").read_text()
+    assert "5 iterations at batch 1 x 1 x 2 accumulated" in log
+
+
+def test_too_small_a_set_for_one_accumulated_step_is_refused(tmp_path):
+    with pytest.raises(UserError, match="6 patches per epoch .* x batch 2 x accumulate 4"):
+        train.main(tiny_args(tmp_path, 3, "train.accumulate=4"))
+    assert not (tmp_path / "tiny").exists()
+
+
+@pytest.mark.parametrize("deferred", [False, True])
 def test_non_finite_loss_is_skipped_then_aborts(tmp_path, deferred):
     # deferred: the CUDA path (fused Adam's found_inf, masked EMA, no host wait), here on CPU.
     cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3, log_every=1, ema_decay=0.9,
@@ -248,9 +298,12 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
     load_model(tmp_path / "tiny" / "latest.pth")
 
 
-def test_two_process_gloo_ddp(tmp_path):
+@pytest.mark.parametrize("accumulate", [(), ("train.batch_size=1", "train.accumulate=2")],
+                         ids=["one-batch", "accumulated"])
+def test_two_process_gloo_ddp(tmp_path, accumulate):
+    # Accumulated: the first micro-batch's backward runs under no_sync, the last all-reduces.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "train.py", *tiny_args(tmp_path, 3)]
+           "train.py", *tiny_args(tmp_path, 3, *accumulate)]
     done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     state = load_checkpoint(tmp_path / "tiny" / "latest.pth")

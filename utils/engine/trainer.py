@@ -11,11 +11,12 @@ continued run sees the same batches and produces bit-identical weights on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections import Counter
 import warnings
-from typing import Callable
+from collections import Counter
+from typing import Callable, Sequence
 
 import torch
 
@@ -136,28 +137,46 @@ class Trainer:
         """Consecutive non-finite steps up to now (reading it waits for the device)."""
         return int(self._bad[0])
 
-    def train_step(self, compute_loss: LossFn) -> StepResult:
+    def train_step(self, compute_loss: LossFn | Sequence[LossFn]) -> StepResult:
         """Forward + loss (autocast), a non-finite guard, backward, clipping, optimizer step.
+
+        A sequence of loss functions is one step over that many micro-batches (gradient
+        accumulation): each one's loss is divided by their number and back-propagated at once
+        (so only one micro-batch's activations are alive), under DDP without the gradient
+        all-reduce until the last. The reported loss and terms are the micro-batches' means.
 
         A non-finite loss or gradient skips the update (every rank agrees, so DDP stays in
         step) and counts as a bad step. The count is checked at logging steps
         (`train.log_every`, or `check_bad_steps()`): a longest run of `train.max_bad_steps`
         raises TrainingAborted there. The iteration counter and lr schedule advance either
-        way (the batch is consumed).
+        way (the batches are consumed).
         """
         tc = self.cfg.train
+        parts = [compute_loss] if callable(compute_loss) else list(compute_loss)
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self.precision.autocast():
-            loss, terms = compute_loss(self.net)
-        loss = loss.float()
         lr = self.lr
-        finite_loss = distributed.all_true(self.info, torch.isfinite(loss.detach()))
         scaler = self.precision.scaler
+        loss, terms, finite_loss = None, {}, None
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            with self.net.no_sync() if self.info.enabled and not last else contextlib.nullcontext():
+                with self.precision.autocast():
+                    part_loss, part_terms = part(self.net)
+                part_loss = part_loss.float() / len(parts)
+                ok = distributed.all_true(self.info, torch.isfinite(part_loss.detach()))
+                finite_loss = ok if finite_loss is None else finite_loss & ok
+                # The host path skips the backward of a non-finite loss (its check is free on a
+                # CPU); the deferred path lets the gradient norm carry the non-finite value.
+                if self.deferred or bool(finite_loss):
+                    scaler.scale(part_loss).backward()
+            loss = part_loss.detach() if loss is None else loss + part_loss.detach()
+            for k, v in part_terms.items():
+                v = (v.detach() if torch.is_tensor(v) else v) / len(parts)
+                terms[k] = v if k not in terms else terms[k] + v
         max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
         norm = None
         if self.deferred:
-            scaler.scale(loss).backward()
             scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
             finite = finite_loss & torch.isfinite(norm)
@@ -181,7 +200,6 @@ class Trainer:
             if not bool(finite_loss):
                 bad, reason = torch.tensor(True), torch.tensor(1)
             else:
-                scaler.scale(loss).backward()
                 scaler.unscale_(self.optimizer)
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
                 if not bool(torch.isfinite(norm)) and not scaler.is_enabled():
@@ -197,10 +215,9 @@ class Trainer:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
             self.scheduler.step()
         self.step += 1
-        self.batch_in_epoch += 1
+        self.batch_in_epoch += len(parts)  # the data position counts micro-batches
         self._count_bad(bad.to(self._bad.device), reason.to(self._bad.device))
-        result = StepResult(loss.detach(), {k: v.detach() if torch.is_tensor(v) else v
-                                            for k, v in terms.items()}, lr, norm, bad)
+        result = StepResult(loss, terms, lr, norm, bad)
         if self.step % tc.log_every == 0:
             self.check_bad_steps(result)
         return result
