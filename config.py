@@ -308,18 +308,8 @@ def standard_stage3() -> Config:
     return cfg
 
 
-def standard_stage4() -> Config:
-    """Fourth stage: stage 3's final weights trained 2,000 more steps at a lower lr on new
-    samples. Each earlier stage was ~1,200-1,500 steps at batch 4, short of convergence on
-    `mixed`; this is the longest continuation a two-hour CPU budget buys."""
-    cfg = standard_stage3()
-    cfg.train.name, cfg.train.init, cfg.train.seed = "standard_stage4", "runs/standard_stage3/latest.pth", 69
-    cfg.train.iterations, cfg.train.lr, cfg.train.milestones = 2000, 2e-4, (0.5, 0.8)
-    return cfg
-
-
 PRESETS = {"paper": paper, "demo": demo, "standard": standard, "standard_refine": standard_refine,
-           "standard_stage3": standard_stage3, "standard_stage4": standard_stage4}
+           "standard_stage3": standard_stage3}
 
 
 class ConfigError(UserError, ValueError):
