@@ -122,15 +122,8 @@ def test_accumulated_micro_batches_step_like_one_full_batch(tmp_path, deferred):
 def test_accumulating_run_resumes_bit_identically(tmp_path, monkeypatch):
     # 6 micro-batches of 1 per epoch, 2 per step: the interruption after step 2 is mid-epoch.
     extra = ("train.batch_size=1", "train.accumulate=2", "train.milestones=(0.5,)")
-    assert train.main(tiny_args(tmp_path / "a", 5, *extra)) == 0
-    reference = load_checkpoint(tmp_path / "a" / "tiny" / "latest.pth")
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 2)
-        assert train.main(tiny_args(tmp_path / "b", 5, *extra)) == 128 + signal.SIGINT
-    stopped = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+    reference, stopped, resumed = _whole_and_resumed_runs(tmp_path, monkeypatch, 5, 2, extra)
     assert (stopped["step"], stopped["epoch"], stopped["batch_in_epoch"]) == (2, 0, 4)
-    assert train.main(tiny_args(tmp_path / "b", 5, *extra) + ["--resume", "auto"]) == 0
-    resumed = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
     assert resumed["step"] == reference["step"] == 5 and resumed["epoch"] == reference["epoch"] == 1
     for name, tensor in reference["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), f"model.{name} differs after resume"
@@ -225,19 +218,24 @@ def _stop_after(monkeypatch, step: int) -> None:
     monkeypatch.setattr(Trainer, "train_step", patched)
 
 
+def _whole_and_resumed_runs(tmp_path, monkeypatch, iterations: int, stop_at: int, extra) -> tuple:
+    """latest.pth of an uninterrupted run (a/), and of a run (b/) stopped by SIGINT after step
+    `stop_at` (as saved then) and resumed to the end."""
+    assert train.main(tiny_args(tmp_path / "a", iterations, *extra)) == 0
+    reference = load_checkpoint(tmp_path / "a" / "tiny" / "latest.pth")
+    with monkeypatch.context() as patch:
+        _stop_after(patch, stop_at)
+        assert train.main(tiny_args(tmp_path / "b", iterations, *extra)) == 128 + signal.SIGINT
+    stopped = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+    assert train.main(tiny_args(tmp_path / "b", iterations, *extra) + ["--resume", "auto"]) == 0
+    return reference, stopped, load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+
+
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     # 7 iterations over 3 batches/epoch: the interruption at step 4 is mid-epoch.
     extra = ("train.ema_decay=0.9", "train.milestones=(0.5,)")
-    assert train.main(tiny_args(tmp_path / "a", 7, *extra)) == 0
-    reference = load_checkpoint(tmp_path / "a" / "tiny" / "latest.pth")
-
-    with monkeypatch.context() as patch:
-        _stop_after(patch, 4)
-        assert train.main(tiny_args(tmp_path / "b", 7, *extra)) == 128 + signal.SIGINT
-    stopped = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
+    reference, stopped, resumed = _whole_and_resumed_runs(tmp_path, monkeypatch, 7, 4, extra)
     assert stopped["step"] == 4 and stopped["batch_in_epoch"] == 1
-    assert train.main(tiny_args(tmp_path / "b", 7, *extra) + ["--resume", "auto"]) == 0
-    resumed = load_checkpoint(tmp_path / "b" / "tiny" / "latest.pth")
 
     assert resumed["step"] == reference["step"] == 7
     for key in ("model", "ema"):
