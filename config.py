@@ -46,6 +46,10 @@ class ModelConfig:
     # Restore the released code's wiring bugs (N31 in N13's place, one decoder fusion, shared
     # mining modules, top Up2Down query A2; docs/method.md#released-code-bugs), for comparison only.
     legacy_code_quirks: bool = False
+    # Inputs larger than this many pixels per side get BiSCSM's position code squeezed into
+    # the range seen on training patches of that size (position interpolation,
+    # docs/method.md#input-size); 0: raw pixel positions at any size, as the paper.
+    position_extent: int = 0
 
 
 @dataclass
@@ -250,14 +254,17 @@ def demo() -> Config:
 
 
 def standard() -> Config:
-    """The shipped model: trained on `mixed` synthetic rain on a 2-core CPU in about 75 minutes.
+    """Stage 1 of the shipped model (then `standard_refine`, `standard_stage3`, `standard_p160`):
+    `mixed` synthetic rain on a 2-core CPU in about 75 minutes.
 
     Width 16 with 3/1/1 blocks and 96 px patches: at one thread a training step at batch 4
     takes ~2.7 s, against ~12.6 s for width 20, 6/2/1 blocks and 128 px patches (README,
     "The shipped model", gives the measured trade-off).
     """
     return Config(
-        model=ModelConfig(channels=16, encoder_blocks=(3, 1, 1)),
+        # Trained on 96 px patches, used on whole photos: position interpolation (measured in
+        # docs/method.md#input-size) keeps BiSCSM's position code in its trained range.
+        model=ModelConfig(channels=16, encoder_blocks=(3, 1, 1), position_extent=96),
         data=DataConfig(synthetic_preset="mixed", synthetic_fresh=True, synthetic_count=4000,
                         synthetic_size=256, synthetic_val_count=16, synthetic_test_count=24,
                         patch_size=96, num_workers=0),
@@ -308,8 +315,20 @@ def standard_stage3() -> Config:
     return cfg
 
 
+def standard_p160() -> Config:
+    """Fourth stage of the shipped model: stage 3's final weights trained 700 more steps on
+    160 px patches (batch 2), so BiSCSM learns from the larger context whole test images give
+    it (docs/method.md#input-size); positions are squeezed beyond 160 px."""
+    cfg = standard_stage3()
+    cfg.model.position_extent = cfg.data.patch_size = 160
+    cfg.train.name, cfg.train.init, cfg.train.seed = "standard_p160", "runs/standard_stage3/latest.pth", 70
+    cfg.train.iterations, cfg.train.batch_size, cfg.train.lr = 700, 2, 2e-4
+    cfg.train.milestones, cfg.train.val_every = (0.6, 0.85), 175
+    return cfg
+
+
 PRESETS = {"paper": paper, "demo": demo, "standard": standard, "standard_refine": standard_refine,
-           "standard_stage3": standard_stage3}
+           "standard_stage3": standard_stage3, "standard_p160": standard_p160}
 
 
 class ConfigError(UserError, ValueError):
@@ -554,7 +573,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 # blocks (12, 2, 1)); applied to presets + overrides and to configs stored in checkpoints.
 # Wider models are possible by editing these, not by a crafted file.
 MODEL_BOUNDS = {"channels": (1, 512), "encoder_blocks": (1, 128), "attention_reduction": (1, 512),
-                "attention_chunk": (1, 1 << 24)}
+                "attention_chunk": (1, 1 << 24), "position_extent": (0, 1 << 20)}
 
 
 def validate(cfg: "Config") -> None:

@@ -181,7 +181,8 @@ def open_checkpoints(args, device, taken: set) -> list[Method]:
     methods, sizes = [], {}
     for name, text in specs:
         path = Path(text)
-        model, cfg = open_model(path, device, use_ema=not args.no_ema)
+        model, cfg = open_model(path, device, use_ema=not args.no_ema,
+                                position_extent=args.position_extent)
         arch = json.dumps(cfg.to_dict()["model"], sort_keys=True)  # counted once per architecture
         sizes.setdefault(arch, complexity(model, args.macs_size))
         methods.append(Method(unique(name or checkpoint_name(path), taken), "checkpoint", str(path),
@@ -447,7 +448,9 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
                          f"{m.size['gmacs']:.2f} GMACs at {m.size['size']} (inference path, "
                          "torch.utils.flop_counter, MACs = FLOPs/2)"
                          + (f", scored as saved to {info['bits']}-bit PNG" if info["bits"] else "")
-                         + f"; trained on {info['trained_on'][m.name]}\n")
+                         + f"; trained on {info['trained_on'][m.name]}"
+                         + (f"; position code squeezed beyond {m.cfg.model.position_extent} px"
+                            if m.cfg.model.position_extent else "") + "\n")
         else:
             lines.append(f"- `{m.name}`: result folder `{m.source}` (files as read; align {info['align']})\n")
     text = ("# Evaluation\n\n" + markdown_table(md_rows, columns, headers, digits)

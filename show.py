@@ -164,7 +164,8 @@ def run(args) -> int:
                              f"pass --overwrite to replace them or choose another --out")
 
     device = pick_device(args.device)
-    model, model_cfg = open_model(resolve_checkpoint(args.checkpoint), device, use_ema=not args.no_ema)
+    model, model_cfg = open_model(resolve_checkpoint(args.checkpoint), device, use_ema=not args.no_ema,
+                                  position_extent=args.position_extent)
     precision = pick_precision(args.precision, device)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ with O/2 = pyr_down(O), O/4 = pyr_down(O/2) (Gaussian pyramid, docs/method.md#lo
 decoder reuses one fusion, one MINE per direction is shared, the top Up2Down query is A2
 (the released 1/2 branch, without fusion11, is the default in both modes). All parameters stay
 registered, so state dicts have the same keys either way.
+`position_extent` (0: off) squeezes BiSCSM's position code on inputs larger than that many
+pixels into the range a model trained on such patches saw (docs/method.md#input-size).
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ class _ConvAct(nn.Sequential):
 class HCN(nn.Module):
     def __init__(self, channels: int = 20, encoder_blocks=(12, 2, 1), attention_reduction: int = 4,
                  attention_softmax_scale: float = 10.0, attention_chunk: int = 256,
-                 checkpoint_activations: bool = False, legacy_code_quirks: bool = False):
+                 checkpoint_activations: bool = False, legacy_code_quirks: bool = False,
+                 position_extent: int = 0):
         super().__init__()
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
@@ -60,7 +63,7 @@ class HCN(nn.Module):
         def module() -> DerainModule:
             return DerainModule(c, tuple(encoder_blocks), attention_reduction,
                                 attention_softmax_scale, attention_chunk, legacy_code_quirks,
-                                checkpoint_activations)
+                                checkpoint_activations, position_extent)
 
         self.N11, self.N12, self.N13 = module(), module(), module()
         self.N21, self.N22 = module(), module()
@@ -142,4 +145,5 @@ def build_model(model_cfg) -> HCN:
                attention_softmax_scale=model_cfg.attention_softmax_scale,
                attention_chunk=model_cfg.attention_chunk,
                checkpoint_activations=model_cfg.checkpoint_activations,
-               legacy_code_quirks=model_cfg.legacy_code_quirks)
+               legacy_code_quirks=model_cfg.legacy_code_quirks,
+               position_extent=model_cfg.position_extent)

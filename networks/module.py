@@ -23,7 +23,8 @@ from .resize import cat_channels, pool2, upsample_to
 class DerainModule(nn.Module):
     def __init__(self, channels: int, encoder_blocks: Sequence[int] = (12, 2, 1),
                  reduction: int = 4, softmax_scale: float = 10.0, chunk: int = 256,
-                 legacy: bool = False, checkpoint_activations: bool = False):
+                 legacy: bool = False, checkpoint_activations: bool = False,
+                 position_extent: float = 0.0):
         super().__init__()
         if len(encoder_blocks) != 3:
             raise ValueError(f"encoder_blocks must give 3 group sizes (full, 1/2, 1/4 scale), "
@@ -31,7 +32,9 @@ class DerainModule(nn.Module):
         self.legacy = legacy
         self.checkpoint_activations = checkpoint_activations
         self.encoder = nn.ModuleList(DenseResidualGroup(channels, n) for n in encoder_blocks)
-        self.similarity = BiSCSM(channels, reduction, softmax_scale, chunk, legacy)
+        # BiSCSM sees the input after two 2x poolings, so its extent is a quarter of ours.
+        self.similarity = BiSCSM(channels, reduction, softmax_scale, chunk, legacy,
+                                 position_extent / 4)
         # decoder[k] mirrors encoder[k] (decoder[2] runs first, at 1/4 scale).
         self.decoder = nn.ModuleList(DenseResidualGroup(channels, n) for n in encoder_blocks)
         self.fuse_half = nn.Conv2d(2 * channels, channels, 1)  # authors' fusion1 (no activation)

@@ -181,7 +181,8 @@ def resolve_checkpoint(value: str | Path | None) -> Path:
     return path
 
 
-def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
+def open_model(path: str | Path, device: torch.device, use_ema: bool = True,
+               position_extent: int | None = None):
     """`load_model` with a hint to train first when the file is missing.
 
     Returns (model in eval mode on `device`, Config). Raises MissingCheckpoint or
@@ -195,7 +196,7 @@ def open_model(path: str | Path, device: torch.device, use_ema: bool = True):
         raise MissingCheckpoint(f"checkpoint {path} not found: {hint}{'or ' if hint else ''}pass "
                                 f"--checkpoint PATH to a checkpoint written by train.py or real_train.py")
     try:
-        return load_model(path, device, use_ema=use_ema)
+        return load_model(path, device, use_ema=use_ema, position_extent=position_extent)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}{_describe_model_config(path)}") from None
 
@@ -240,9 +241,24 @@ def add_inference_args(parser: argparse.ArgumentParser, default_tile: str | None
     parser.add_argument("--ensemble", action="store_true",
                         help="flip self-ensemble: average the 4 flips (4x slower; no quarter "
                              "turns: they make near-vertical rain horizontal)")
+    parser.add_argument("--position-extent", type=_non_negative_int, default=None, metavar="N",
+                        help="squeeze BiSCSM's position code of inputs larger than N px into the "
+                             "range of N px training patches (position interpolation); 0: raw "
+                             "positions, as the paper (default: the checkpoint's "
+                             "model.position_extent)")
     add_threads_arg(parser)
     add_max_pixels_arg(parser)
     logs.add_log_args(parser)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def trained_on(cfg) -> str:

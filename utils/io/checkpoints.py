@@ -72,16 +72,23 @@ def check_fits(model_cfg, weights: dict, source: str) -> None:
     _check_weights(model.state_dict(), weights, source)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True):
+def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,
+               position_extent: int | None = None):
     """Rebuild the model a checkpoint was trained with and load its weights (EMA if present).
 
-    Returns (model in eval mode on `device`, Config of the checkpoint).
+    `position_extent` replaces the config's `model.position_extent` (an inference choice: it
+    changes no weight). Returns (model in eval mode on `device`, Config of the checkpoint, with
+    that replacement).
     """
     state = load_checkpoint(path)
     try:
         cfg = Config.from_dict(state["config"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
+    if position_extent is not None:
+        if position_extent < 0:
+            raise ValueError(f"position extent must be >= 0 (0: off), got {position_extent}")
+        cfg.model.position_extent = int(position_extent)
     weights = published_weights(state, use_ema)
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: its weights are not a state dict")

@@ -5,7 +5,7 @@ they are cast back to float32 on load, and the output moves by < 0.01 dB). The J
 holds the file's sha256, the command that trained it and its held-out scores; loading
 checks the hash, so a truncated or replaced file is an error, never a silent wrong model.
 
-    python -m utils.io.shipped runs/standard_stage3/latest.pth   # export a trained run as the shipped model
+    python -m utils.io.shipped runs/standard_p160/latest.pth   # export a trained run as the shipped model
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from utils.io.files import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 SHIPPED = WEIGHTS_DIR / "standard.pth"
-# Three stages, each from the previous stage's weights (README, "The shipped model").
+# Four stages, each from the previous stage's weights (README, "The shipped model").
 TRAIN_COMMAND = ("python train.py --preset standard && python train.py --preset standard_refine && "
-                 "python train.py --preset standard_stage3")
+                 "python train.py --preset standard_stage3 && python train.py --preset standard_p160")
 
 
 def record_path(weights: Path) -> Path:
@@ -54,9 +54,14 @@ def verify(weights: Path = SHIPPED) -> dict:
     return record
 
 
-def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None) -> dict:
-    """Write the EMA (else plain) weights of a training checkpoint as float16, plus the record."""
+def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None,
+           position_extent: Optional[int] = None) -> dict:
+    """Write the EMA (else plain) weights of a training checkpoint as float16, plus the record.
+    `position_extent` replaces the config's model.position_extent (an inference setting, for
+    runs trained before it existed)."""
     state = load_checkpoint(checkpoint)
+    if position_extent is not None:
+        state["config"].setdefault("model", {})["position_extent"] = int(position_extent)
     weights = state["ema"] if state.get("ema") is not None else state["model"]
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
     save_checkpoint({"config": state["config"], "model": half}, out)
@@ -84,10 +89,12 @@ def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.io.shipped", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/standard_stage3/latest.pth)")
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/standard_p160/latest.pth)")
     parser.add_argument("--out", type=Path, default=SHIPPED, help=f"default: {SHIPPED}")
+    parser.add_argument("--position-extent", type=int, default=None, metavar="N",
+                        help="store model.position_extent=N (default: the run's own)")
     args = parser.parse_args(argv)
-    record = export(args.checkpoint, args.out)
+    record = export(args.checkpoint, args.out, position_extent=args.position_extent)
     print(f"wrote {args.out} ({record['bytes'] / 1e6:.2f} MB, sha256 {record['sha256'][:12]}...) "
           f"and {record_path(args.out).name}")
     return 0
