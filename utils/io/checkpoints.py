@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from config import Config
+from config import Config, validate
 from networks import build_model
 from utils.errors import UserError
 from utils.io.files import atomic_write
@@ -86,9 +86,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
     if position_extent is not None:
-        if position_extent < 0:
-            raise ValueError(f"position extent must be >= 0 (0: off), got {position_extent}")
-        cfg.model.position_extent = int(position_extent)
+        cfg.model.position_extent = position_extent
+        validate(cfg)  # the config's own bounds, as for any override
     weights = published_weights(state, use_ema)
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: its weights are not a state dict")
