@@ -89,11 +89,12 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
         trained = Config.from_dict(state["config"]).model
     except ValueError as exc:
         raise CheckpointError(f"train.init {path}: its config is not valid for this code: {exc}") from None
-    # Memory/speed settings (attention_chunk, checkpoint_activations) may differ; the rest is
-    # what the weights mean.
+    # Memory/speed settings (attention_chunk, checkpoint_activations) may differ, and so may
+    # position_extent (fine-tuning on larger patches moves it; no weight depends on it); the
+    # rest is what the weights mean.
+    free = ("attention_chunk", "checkpoint_activations", "position_extent")
     differ = [f"model.{k}: {v} in the checkpoint, {getattr(cfg.model, k)} here"
-              for k, v in vars(trained).items()
-              if k not in ("attention_chunk", "checkpoint_activations") and getattr(cfg.model, k) != v]
+              for k, v in vars(trained).items() if k not in free and getattr(cfg.model, k) != v]
     if differ:
         raise CheckpointError(f"train.init {path} was trained with another model ("
                               + "; ".join(differ) + "); set the same model.* values")

@@ -333,7 +333,8 @@ def test_resume_with_a_new_length_moves_the_lr_milestones(tmp_path):
 
 def test_train_init_starts_from_the_weights_with_a_fresh_schedule(tmp_path):
     """train.init: stage two starts at stage one's published weights (EMA shadow), with step 0,
-    a fresh optimizer and the configured lr; a mismatched model is refused before any write."""
+    a fresh optimizer and the configured lr; a mismatched model is refused before any write,
+    a new position_extent is not a mismatch."""
     assert train.main(tiny_args(tmp_path, 2, "train.ema_decay=0.9")) == 0
     first = load_checkpoint(tmp_path / "tiny" / "best.pth")
     # Zero steps: the stage-two run's checkpoint must hold exactly the initial weights.
@@ -345,6 +346,11 @@ def test_train_init_starts_from_the_weights_with_a_fresh_schedule(tmp_path):
     for key, value in first["ema"].items():  # lr 0: the weights did not move from stage one's EMA
         assert torch.equal(second["model"][key], value), key
     assert "initial weights from" in (tmp_path / "stage2" / "train.log").read_text()
+    # A larger-patch stage moves position_extent: no weight depends on it, so it is accepted.
+    larger = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=larger",
+                       "model.position_extent=48")
+    assert train.main(larger) == 0
+    assert load_checkpoint(tmp_path / "larger" / "latest.pth")["config"]["model"]["position_extent"] == 48
 
     wrong = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=wrong",
                       "model.channels=6")
