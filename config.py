@@ -52,6 +52,11 @@ class ModelConfig:
     position_extent: int = 0
 
 
+# ModelConfig fields that change memory, speed or inference on large inputs but no weight's
+# meaning: a checkpoint trained with other values is the same model (train.init accepts it).
+RUNTIME_MODEL_FIELDS = ("attention_chunk", "checkpoint_activations", "position_extent")
+
+
 @dataclass
 class LossConfig:
     # SSIM loss weights of bottom, middle, top, 1/2-scale and 1/4-scale outputs (from released code).

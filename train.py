@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from config import PRESETS, Config, add_config_args, preset_of
+from config import PRESETS, RUNTIME_MODEL_FIELDS, Config, add_config_args, preset_of
 from dataset import PatchDataset, build_train_val, synthetic_from_config, synthetic_stream_from_config
 from losses import HCNLoss
 from networks import build_model, parameter_summary
@@ -89,12 +89,11 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
         trained = Config.from_dict(state["config"]).model
     except ValueError as exc:
         raise CheckpointError(f"train.init {path}: its config is not valid for this code: {exc}") from None
-    # Memory/speed settings (attention_chunk, checkpoint_activations) may differ, and so may
-    # position_extent (fine-tuning on larger patches moves it; no weight depends on it); the
-    # rest is what the weights mean.
-    free = ("attention_chunk", "checkpoint_activations", "position_extent")
+    # Runtime settings may differ (a larger-patch stage moves position_extent); the rest is
+    # what the weights mean.
     differ = [f"model.{k}: {v} in the checkpoint, {getattr(cfg.model, k)} here"
-              for k, v in vars(trained).items() if k not in free and getattr(cfg.model, k) != v]
+              for k, v in vars(trained).items()
+              if k not in RUNTIME_MODEL_FIELDS and getattr(cfg.model, k) != v]
     if differ:
         raise CheckpointError(f"train.init {path} was trained with another model ("
                               + "; ".join(differ) + "); set the same model.* values")
