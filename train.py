@@ -29,6 +29,7 @@ from config import PRESETS, RUNTIME_MODEL_FIELDS, Config, add_config_args, prese
 from dataset import PatchDataset, build_train_val, synthetic_from_config, synthetic_stream_from_config
 from losses import HCNLoss
 from networks import build_model, parameter_summary
+from networks.widen import WidenError, widen_weights
 from utils import logs, threads
 from utils.cli import add_run_args, run_main
 from utils.errors import UserError
@@ -89,16 +90,25 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
         trained = Config.from_dict(state["config"]).model
     except ValueError as exc:
         raise CheckpointError(f"train.init {path}: its config is not valid for this code: {exc}") from None
-    # Runtime settings may differ (a larger-patch stage moves position_extent); the rest is
-    # what the weights mean.
+    # Runtime settings may differ (a larger-patch stage moves position_extent), and a
+    # narrower model is widened to a multiple of its width; the rest is what the weights mean.
     differ = [f"model.{k}: {v} in the checkpoint, {getattr(cfg.model, k)} here"
               for k, v in vars(trained).items()
-              if k not in RUNTIME_MODEL_FIELDS and getattr(cfg.model, k) != v]
+              if k not in (*RUNTIME_MODEL_FIELDS, "channels") and getattr(cfg.model, k) != v]
     if differ:
         raise CheckpointError(f"train.init {path} was trained with another model ("
                               + "; ".join(differ) + "); set the same model.* values")
     weights = published_weights(state)
-    check_fits(cfg.model, weights, f"train.init {path}")
+    check_fits(trained, weights, f"train.init {path}")
+    if trained.channels != cfg.model.channels:
+        try:
+            weights = widen_weights(weights, trained.channels, cfg.model, seed=cfg.train.seed)
+            logs.get("train").info(f"train.init {path}: widened from {trained.channels} to "
+                                   f"{cfg.model.channels} channels (same outputs, new channels "
+                                   f"start invisible)")
+        except WidenError as exc:
+            raise CheckpointError(f"train.init {path} has width {trained.channels} and "
+                                  f"model.channels is {cfg.model.channels}: {exc}") from None
     return weights
 
 

@@ -331,6 +331,22 @@ def test_resume_with_a_new_length_moves_the_lr_milestones(tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-3 * gamma, 1e-3 * gamma, 1e-3 * gamma ** 2, 1e-3 * gamma ** 2])
 
 
+def test_train_init_widens_a_narrower_model_without_changing_its_outputs(tmp_path):
+    """model.channels a multiple of the checkpoint's: the run starts from the widened weights,
+    which compute exactly what the narrow model did (lr 0 keeps them), and says so."""
+    assert train.main(tiny_args(tmp_path, 2)) == 0
+    argv = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=wide",
+                     "model.channels=8", "train.lr=0.0")
+    assert train.main(argv) == 0
+    narrow, _ = load_model(tmp_path / "tiny" / "best.pth")
+    wide, cfg = load_model(tmp_path / "wide" / "latest.pth")
+    assert cfg.model.channels == 8
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x).bottom, narrow(x).bottom, atol=1e-5, rtol=0)
+    assert "widened from 4 to 8 channels" in (tmp_path / "wide" / "train.log").read_text()
+
+
 def test_train_init_starts_from_the_weights_with_a_fresh_schedule(tmp_path):
     """train.init: stage two starts at stage one's published weights (EMA shadow), with step 0,
     a fresh optimizer and the configured lr; a mismatched model is refused before any write,
@@ -353,10 +369,15 @@ def test_train_init_starts_from_the_weights_with_a_fresh_schedule(tmp_path):
     assert load_checkpoint(tmp_path / "larger" / "latest.pth")["config"]["model"]["position_extent"] == 48
 
     wrong = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=wrong",
-                      "model.channels=6")
-    with pytest.raises(UserError, match="model.channels: 4 in the checkpoint, 6 here"):
+                      "model.encoder_blocks=(2,1,1)")
+    with pytest.raises(UserError, match=r"model.encoder_blocks: \(1, 1, 1\) in the checkpoint"):
         train.main(wrong)
     assert not (tmp_path / "wrong").exists()  # refused before the run folder is made
+    odd = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'tiny' / 'best.pth'}", "train.name=odd",
+                    "model.channels=6")
+    with pytest.raises(UserError, match="has width 4 and model.channels is 6: width 6 is not a multiple"):
+        train.main(odd)
+    assert not (tmp_path / "odd").exists()
     missing = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'nope.pth'}", "train.name=missing")
     with pytest.raises(UserError, match="nope.pth does not exist"):
         train.main(missing)
