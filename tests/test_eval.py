@@ -231,7 +231,8 @@ def test_show_folders_match_checkpoints_exactly(tmp_path, monkeypatch):
         for preset in ("light", "gusty"):
             assert show.run(show.parse_args([str(split / preset / "input"), "--checkpoint", str(ckpt),
                                              "--out", str(tmp_path / name / "shown" / preset),
-                                             "--device", "cpu"])) == 0
+                                             # eval's default; show's `auto` is bf16 on a CPU with native bf16
+                                             "--device", "cpu", "--precision", "fp32"])) == 0
     data = ["--data", f"light={split / 'light'}", "--data", f"gusty={split / 'gusty'}", "--device", "cpu",
             "--workers", "0", "--macs-size", "32"]
     scored = evaluate_script.run(evaluate_script.parse_args(

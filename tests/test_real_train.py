@@ -42,7 +42,9 @@ def online_args(tmp_path: Path, init: Path, *extra: str) -> list[str]:
             "online.patch_size=32", "online.lr=1e-3", f"train.out_dir={tmp_path / 'runs'}",
             "online.name=rt", "train.log_every=1", "train.ckpt_every=1000", "online.method=paper",
             "online.loss=paper", "online.replay=0", "online.compare=()", "online.target_size=40",
-            "online.target_count=4"]
+            "online.target_count=4",
+            # Labels are compared with fp32 forwards; `auto` is bf16 on a CPU with native bf16.
+            "online.refresh_precision=fp32"]
     argv = ["--init", str(init)]
     for item in sets + list(extra):
         argv += ["--set", item]
