@@ -103,12 +103,12 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
     if trained.channels != cfg.model.channels:
         try:
             weights = widen_weights(weights, trained.channels, cfg.model, seed=cfg.train.seed)
-            logs.get("train").info(f"train.init {path}: widened from {trained.channels} to "
-                                   f"{cfg.model.channels} channels (same outputs, new channels "
-                                   f"start invisible)")
         except WidenError as exc:
             raise CheckpointError(f"train.init {path} has width {trained.channels} and "
                                   f"model.channels is {cfg.model.channels}: {exc}") from None
+        logs.get("train").info(f"train.init {path}: widened from {trained.channels} to "
+                               f"{cfg.model.channels} channels (same outputs, new channels "
+                               f"start invisible)")
     return weights
 
 

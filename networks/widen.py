@@ -63,9 +63,9 @@ def widen_weights(weights: dict, old_channels: int, model_cfg, seed: int = 0) ->
         fresh = build_model(model_cfg)
     code_map = _position_code_map(old_channels, new_channels)
     mixes = {f"{name}.mix.weight" for name, m in fresh.named_modules() if isinstance(m, PEC)}
-    embeddings = {f"{name}.{part}.0" for name, m in fresh.named_modules() if isinstance(m, MINE)
-                  for part in ("theta", "g")}
-    keys = {f"{name}.g.0" for name, m in fresh.named_modules() if isinstance(m, MINE)}
+    mines = [name for name, m in fresh.named_modules() if isinstance(m, MINE)]
+    keys = {f"{name}.g.0" for name in mines}
+    embeddings = keys | {f"{name}.theta.0" for name in mines}  # C // r wide
 
     out = {}
     for name, init in fresh.state_dict().items():
@@ -74,7 +74,7 @@ def widen_weights(weights: dict, old_channels: int, model_cfg, seed: int = 0) ->
         module = name.rsplit(".", 1)[0]
         if module in keys:
             new.zero_()  # new key dimensions add nothing to any score
-        if module in embeddings:  # C // r wide: the old dimensions first
+        if module in embeddings:  # the old dimensions first
             rows = list(range(old.shape[0]))
         else:
             rows = _channel_map(old.shape[0], new.shape[0], old_channels, new_channels)

@@ -51,8 +51,8 @@ def test_widened_model_keeps_squeezed_positions():
 
 
 def test_new_channels_learn_from_the_first_step():
-    """The zero blocks (new -> old) get gradients, and the new channels change the output
-    once they are trained: widening is not a no-op that keeps them dead."""
+    """The zero blocks (new -> old) and the new key dimensions get gradients at once:
+    widening does not leave the new channels dead."""
     cfg, narrow = _narrow()
     wide = _widened(cfg, narrow, 16).train()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
@@ -63,6 +63,7 @@ def test_new_channels_learn_from_the_first_step():
     assert conv.weight[8:].abs().sum() > 0  # new channels start with the fresh initialisation
     key = wide.N11.similarity.down_mine[0].g[0]
     assert torch.count_nonzero(key.weight[2:]) == 0 and torch.count_nonzero(key.bias[2:]) == 0
+    assert key.weight.grad[2:].abs().sum() > 0  # through the random new query dimensions
     assert wide.N11.similarity.down_mine[0].theta[0].weight[2:].abs().sum() > 0
 
 
