@@ -29,17 +29,15 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from utils.cli import open_model, resolve_checkpoint  # noqa: E402
+from utils import threads  # noqa: E402
+from utils.cli import add_threads_arg, open_model, resolve_checkpoint  # noqa: E402
 from utils.inference import derain  # noqa: E402
 from utils.io.images import to_image, to_tensor  # noqa: E402
+from utils.metrics.protocols import psnr  # noqa: E402  (rgb: clipped, the protocol of the tables)
 from utils.synthetic.sets import make_rainy_set  # noqa: E402
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 TEST_STYLES = ("mixed", "gusty", "light", "heavy", "shifted")
-
-
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    return float(-10.0 * np.log10(np.mean((np.clip(pred, 0.0, 1.0) - target) ** 2)))
 
 
 def global_stats(image: np.ndarray) -> np.ndarray:
@@ -94,9 +92,9 @@ def main(argv=None) -> int:
                         help="training-photo images the ridge is fit on (the second draw has half)")
     parser.add_argument("--alphas", default="1,3,10,30,100",
                         help="ridge penalties tried; the best on the second training-photo draw is used")
-    parser.add_argument("--threads", type=int, default=2)
+    add_threads_arg(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    threads.apply_threads(args.threads)
     model, _ = open_model(resolve_checkpoint(args.checkpoint), torch.device("cpu"))
 
     test = run_set(model, "test", "mixed", args.size, 24, 0, "test mixed")
