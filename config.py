@@ -66,6 +66,8 @@ class LossConfig:
     # the training step from which it is on. SSIM alone leaves a uniform brightness offset.
     l1_weight: float = 0.0
     l1_start: int = 0
+    # Negative per-image PSNR of the bottom output (losses.psnr_loss; not in the paper): weight.
+    psnr_weight: float = 0.0
 
 
 @dataclass
@@ -604,6 +606,10 @@ def validate(cfg: "Config") -> None:
     if not 0.0 <= cfg.online.replay_clean <= 1.0:
         raise ConfigError(f"config online.replay_clean: {cfg.online.replay_clean} is outside [0, 1] "
                           "(the share of clean -> clean replay items)")
+    for where, value in (("loss.l1_weight", cfg.loss.l1_weight),
+                         ("loss.psnr_weight", cfg.loss.psnr_weight)):
+        if not value >= 0.0 or value == float("inf"):  # also refuses NaN
+            raise ConfigError(f"config {where}: {value} must be finite and >= 0 (0 turns it off)")
     if not 0.0 <= cfg.data.flat_scenes <= 1.0:
         raise ConfigError(f"config data.flat_scenes: {cfg.data.flat_scenes} is outside [0, 1]")
     model = cfg.model

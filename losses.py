@@ -50,14 +50,16 @@ class HCNLoss(nn.Module):
             raise ValueError(f"HCNLoss weights must be finite, got {weights}")
         self.weights = weights
 
-    def forward(self, out: Any, clean: torch.Tensor, l1_weight: float = 0.0
-                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(self, out: Any, clean: torch.Tensor, l1_weight: float = 0.0,
+                psnr_weight: float = 0.0) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """out: an HCNOutput (attributes bottom, middle, top, half, quarter); clean: [B, 3, H, W].
 
         `l1_weight` > 0 adds l1_weight * mean |bottom - clean| (cfg.loss.l1_weight; not in the
         paper): SSIM barely penalises a uniform brightness offset, L1 does.
+        `psnr_weight` > 0 adds psnr_weight * psnr_loss(bottom, clean) (cfg.loss.psnr_weight;
+        not in the paper): the negative per-image PSNR, the metric tables report.
         Returns (total loss, {"ssim_<branch>": detached SSIM value} for every branch present,
-        plus "l1_bottom" when the L1 term is on).
+        plus "l1_bottom" / "psnr_bottom" (dB) when those terms are on).
         """
         preds = {name: getattr(out, name) for name in BRANCHES}
         targets = {"bottom": clean, "middle": clean, "top": clean}
@@ -85,7 +87,20 @@ class HCNLoss(nn.Module):
             l1 = (preds["bottom"] - clean).abs().mean()
             terms["l1_bottom"] = l1.detach()
             total = total + l1_weight * l1
+        if psnr_weight > 0:
+            neg_psnr = psnr_loss(preds["bottom"], clean)
+            terms["psnr_bottom"] = -neg_psnr.detach()
+            total = total + psnr_weight * neg_psnr
         return total, terms
+
+
+def psnr_loss(pred: torch.Tensor, clean: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Negative PSNR (data range 1) of each image of a [B, C, H, W] batch, averaged: the mean of
+    10 log10(MSE_i): the metric a table's mean PSNR reports, so each image counts by its
+    relative error. Where the haze is ambiguous it hedges between nearby guesses (unlike L1,
+    which follows the median). `eps` keeps a perfect image finite."""
+    mse = (pred.float() - clean.float()).pow(2).flatten(1).mean(1)
+    return (10.0 * torch.log10(mse + eps)).mean()
 
 
 def online_update_loss(pred: torch.Tensor, pseudo_label: torch.Tensor, rainy: torch.Tensor,

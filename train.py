@@ -237,7 +237,7 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
             # The loss runs in float32 even under autocast (SSIM variances need it).
             out = type(out)(*(t.float() if t is not None else None for t in out))
             on = cfg.loss.l1_weight if trainer.step >= cfg.loss.l1_start else 0.0
-            return criterion(out, clean, l1_weight=on)
+            return criterion(out, clean, l1_weight=on, psnr_weight=cfg.loss.psnr_weight)
         return compute
 
     bar = progress(tc.iterations, trainer.step, tc.name, active=info.is_main)

@@ -48,6 +48,8 @@ def test_overrides_are_typed():
     ("data.flat_scenes=1.5", r"data.flat_scenes: 1.5 is outside \[0, 1\]"),
     ("online.replay=-1", "online.replay: -1.0 is negative"),
     ("online.replay_clean=2", r"online.replay_clean: 2.0 is outside \[0, 1\]"),
+    ("loss.psnr_weight=-0.01", r"loss.psnr_weight: -0.01 must be finite and >= 0"),
+    ("loss.l1_weight=nan", "loss.l1_weight: nan must be finite"),
     ("train.accumulate=0", "train.accumulate: 0 micro-batches per step; at least 1"),
     ("online.method=paperr", "online.method: 'paperr' is not one of paper, direct, chain, transfer"),
     ("online.loss=l2", "online.loss: 'l2' is not one of paper, l1"),

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from losses import HCNLoss, online_update_loss, ssim
+from losses import HCNLoss, online_update_loss, psnr_loss, ssim
 from networks.pyramid import pyr_down
 from utils.metrics.ssim import gaussian_taps, ssim_map
 
@@ -167,6 +167,37 @@ def test_hcn_loss_l1_term_penalises_a_brightness_offset_that_ssim_barely_sees():
     assert "l1_bottom" not in terms and terms_l1["l1_bottom"].item() == pytest.approx(0.05, rel=1e-4)
     assert (with_l1 - plain).item() == pytest.approx(0.1, rel=1e-4)
     assert 1.0 - terms["ssim_bottom"].item() < 0.02  # SSIM alone hardly notices 0.05 darker
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr_and_hedges_where_l1_does_not():
+    gen = torch.Generator().manual_seed(3)
+    clean = torch.rand(2, 3, 20, 20, generator=gen)
+    pred = clean + torch.tensor([0.05, 0.2]).view(2, 1, 1, 1) * torch.randn(2, 3, 20, 20, generator=gen)
+    per_image = [-10 * math.log10(((p - c).double() ** 2).mean().item()) for p, c in zip(pred, clean)]
+    assert per_image[0] - per_image[1] > 10  # two very different errors: a mean of logs, not a log of means
+    assert psnr_loss(pred, clean).item() == pytest.approx(-np.mean(per_image), abs=1e-3)
+    assert torch.isfinite(psnr_loss(clean, clean))  # eps keeps a perfect image finite
+    # One flat output for two equally likely truths (a veil or none) with texture it cannot
+    # reproduce (error variance b): the mean of log-MSEs hedges between two tones closer than
+    # sqrt(8 b), and commits to one when they are farther apart.
+    texture = 0.05 * torch.randn(3, 8, 8, generator=gen)  # b = 0.0025, sqrt(8 b) = 0.14
+    def total(low, high, level):
+        truths = torch.stack([low + texture, high + texture])
+        return psnr_loss(torch.full((2, 3, 8, 8), level), truths).item()
+    assert total(0.45, 0.55, 0.5) < total(0.45, 0.55, 0.45)
+    assert total(0.3, 0.7, 0.3) < total(0.3, 0.7, 0.5)
+
+
+def test_hcn_loss_psnr_term_adds_its_weighted_value():
+    gen = torch.Generator().manual_seed(8)
+    clean = torch.rand(2, 3, 24, 24, generator=gen)
+    out = FakeOutput(clean - 0.05, clean.clone(), clean.clone(), None, None)
+    weights = (1.0, 1.0, 1.0, 0.05, 0.001)
+    plain, terms = HCNLoss(weights)(out, clean)
+    with_psnr, terms_psnr = HCNLoss(weights)(out, clean, psnr_weight=0.5)
+    assert "psnr_bottom" not in terms
+    assert terms_psnr["psnr_bottom"].item() == pytest.approx(-10 * math.log10(0.05 ** 2), rel=1e-4)
+    assert (with_psnr - plain).item() == pytest.approx(-0.5 * terms_psnr["psnr_bottom"].item(), rel=1e-4)
 
 
 def test_hcn_loss_errors():
