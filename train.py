@@ -225,7 +225,7 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
             + (f" x {tc.accumulate} accumulated" if tc.accumulate > 1 else ""))
     run.log(parameter_summary(model))
     run.log("loss = -(weighted sum of the five outputs' SSIMs): negative, lower is better, "
-            f"-{sum(cfg.loss.weights):.3f} at best (docs/method.md#losses)")
+            f"-{sum(cfg.loss.weights):.3f} at best{pixel_terms(cfg.loss)} (docs/method.md#losses)")
     criterion = HCNLoss(cfg.loss.weights).to(device)
     memory_format = torch.channels_last if device.type == "cuda" and tc.channels_last else torch.contiguous_format
 
@@ -324,6 +324,16 @@ def report_test(cfg: Config, run: RunDir, device: torch.device) -> dict:
     logs.to_files(logging.INFO, "final results (also in final.json):\n" + text)
     run.write_final(final)
     return final
+
+
+def pixel_terms(loss) -> str:
+    """The optional pixel terms of a LossConfig, as the training log names them."""
+    terms = []
+    if loss.l1_weight > 0:
+        terms.append(f"{loss.l1_weight:g} x L1" + (f" from step {loss.l1_start}" if loss.l1_start else ""))
+    if loss.psnr_weight > 0:
+        terms.append(f"{loss.psnr_weight:g} x (-PSNR in dB)")
+    return f"; plus {' + '.join(terms)} of the bottom output" if terms else ""
 
 
 def main(argv=None) -> int:

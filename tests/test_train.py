@@ -253,12 +253,19 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     assert cfg.model.channels == 4
 
 
+def test_the_psnr_term_trains_and_is_logged(tmp_path):
+    assert train.main(tiny_args(tmp_path, 2, "loss.psnr_weight=0.02", "loss.l1_weight=0")) == 0
+    log = (tmp_path / "tiny" / "train.log").read_text()
+    assert "plus 0.02 x (-PSNR in dB) of the bottom output" in log and "x L1" not in log
+    assert "psnr_bottom=" in log  # the term's value, in dB, on the step lines
+
+
 def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
     original = losses.HCNLoss.forward
     calls = {"n": 0}
 
-    def sometimes_nan(self, out, clean, l1_weight=0.0):
-        total, terms = original(self, out, clean, l1_weight)
+    def sometimes_nan(self, out, clean, l1_weight=0.0, psnr_weight=0.0):
+        total, terms = original(self, out, clean, l1_weight, psnr_weight)
         calls["n"] += 1
         return (total * float("nan"), terms) if calls["n"] in (2, 3) else (total, terms)
 
@@ -269,7 +276,7 @@ def test_nan_in_the_loss_is_survived_by_train_py(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "tiny" / "latest.pth")["step"] == 4
 
     monkeypatch.setattr(losses.HCNLoss, "forward",
-                        lambda self, out, clean, l1_weight=0.0: (out.bottom.sum() * float("nan"), {}))
+                        lambda self, out, clean, l1_weight=0.0, psnr_weight=0.0: (out.bottom.sum() * float("nan"), {}))
     assert train.main(tiny_args(tmp_path, 20, "train.max_bad_steps=2", "train.name=nan")) == 1
     assert "training aborted at step 2" in (tmp_path / "nan" / "train.log").read_text()
 
