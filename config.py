@@ -15,6 +15,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -608,7 +609,7 @@ def validate(cfg: "Config") -> None:
                           "(the share of clean -> clean replay items)")
     for where, value in (("loss.l1_weight", cfg.loss.l1_weight),
                          ("loss.psnr_weight", cfg.loss.psnr_weight)):
-        if not value >= 0.0 or value == float("inf"):  # also refuses NaN
+        if not (math.isfinite(value) and value >= 0.0):
             raise ConfigError(f"config {where}: {value} must be finite and >= 0 (0 turns it off)")
     if not 0.0 <= cfg.data.flat_scenes <= 1.0:
         raise ConfigError(f"config data.flat_scenes: {cfg.data.flat_scenes} is outside [0, 1]")

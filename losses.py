@@ -98,7 +98,10 @@ def psnr_loss(pred: torch.Tensor, clean: torch.Tensor, eps: float = 1e-8) -> tor
     """Negative PSNR (data range 1) of each image of a [B, C, H, W] batch, averaged: the mean of
     10 log10(MSE_i): the metric a table's mean PSNR reports, so each image counts by its
     relative error. Where the haze is ambiguous it hedges between nearby guesses (unlike L1,
-    which follows the median). `eps` keeps a perfect image finite."""
+    which follows the median). The differentiable counterpart of
+    utils.metrics.protocols.batch_psnr (which clips and detaches, as a metric must): not
+    clipped, so outputs outside [0, 1] still get a gradient; `eps` keeps a perfect image
+    finite."""
     mse = (pred.float() - clean.float()).pow(2).flatten(1).mean(1)
     return (10.0 * torch.log10(mse + eps)).mean()
 
