@@ -18,7 +18,8 @@ The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when roun
 
 Outputs in runs/<online.name>/: pseudo_labels/ (float32 .npy, current round and, with
 keep_tone, round 0),
-rounds/round_<k>/*.png (8-bit previews of B^k), rounds.jsonl (per-round statistics),
+rounds/round_<k>/*.png (8-bit previews of the outputs f_k(O)) and panels/, rounds.jsonl (per-round
+statistics: scores, and the outputs' brightness and tone change against round 0), rounds.png,
 real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k), final.json
 (the before/after scores on the embedded set). Nothing is written before the config, the
 synthetic checkpoint and the images are checked. Exit codes: utils/cli.py.
@@ -61,7 +62,8 @@ from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, wri
 from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
-from utils.online import OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch, training_input
+from utils.online import (OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch, tone_change,
+                          training_input)
 from utils.synthetic.photos import load_split
 
 log = logs.get("real_train")
@@ -195,6 +197,9 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
                 item["brisque"] = noref.brisque(to_image(out))
                 if k == 0:
                     item["input_brisque"] = noref.brisque(to_image(rainy[i]))
+            item["brightness"] = float(out.float().mean())
+            if k == 0:
+                item["input_brightness"] = float(rainy[i].float().mean())
             if k > 0:
                 item["label_change_l1"] = float((label - labels.load(k - 1, keys[i])).abs().mean())
             labels.save(k, keys[i], label)
@@ -204,7 +209,10 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
             # is whether it removed more than that.
             cells, names = [rainy[i], out], ["input", f"round {k}"]
             if k > 0:
-                cells.insert(1, to_tensor(read_image(rounds / "round_000" / f"{keys[i]}.png")))
+                # Its 8-bit preview: rounding moves a mean by far less than the drift reported.
+                round_0 = to_tensor(read_image(rounds / "round_000" / f"{keys[i]}.png"))
+                item.update(tone_change(out, round_0))
+                cells.insert(1, round_0)
                 names.insert(1, "round 0")
             panel = side_by_side([fit_within(to_image(c), 480) for c in cells], names)
             write_image(rounds / f"round_{k:03d}" / "panels" / f"{keys[i]}.png", panel)
@@ -213,7 +221,8 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
     stats = {"round": k, "step": trainer.step, "lr": trainer.lr}
     per_image = [labels.load_stats(k, key) for key in keys]
     for name in per_image[0]:
-        stats[name] = float(np.mean([p[name] for p in per_image]))
+        if all(name in p for p in per_image):  # a refresh resumed across versions may lack one
+            stats[name] = float(np.mean([p[name] for p in per_image]))
     for key, pairs in (("in_domain_psnr", in_domain), ("guard_psnr", guard)):
         if pairs:
             stats[key] = float(np.mean([_rgb(_derain(trainer, model, x, precision), c)["psnr"]
@@ -480,6 +489,9 @@ def report(cfg: Config, run: RunDir) -> None:
             parts.append(f"in-domain {entry['in_domain_psnr']:.2f} dB")
         if "brisque" in entry:
             parts.append(f"BRISQUE {entry['brisque']:.2f} (input {stats[0].get('input_brisque', float('nan')):.2f}; lower is better)")
+        if "brightness_change" in entry:
+            parts.append(f"mean brightness {entry['brightness_change']:+.3f}, colour shift "
+                         f"{entry['colour_shift']:.3f} vs round 0")
         print(f"  {head} " + ", ".join(parts))
     if 0 in stats and "psnr" in stats[0]:
         before, after = stats[0], stats[last]
@@ -497,6 +509,12 @@ def report(cfg: Config, run: RunDir) -> None:
             print("  the no-reference score did not improve: compare the panels (input | round 0 | round k) "
                   "and keep the synthetic model unless they show fewer streaks")
         run.log(f"BRISQUE before {before:.3f}, after {after:.3f} ({after - before:+.3f})")
+    drift = tone_drift(stats.get(last, {}))
+    if drift and "psnr" in stats.get(last, {}):  # the hidden ground truth judges the change
+        print(f"  tone: {drift} (the PSNR above says whether that is closer to the truth)")
+    elif drift:
+        print(f"  {drift}: compare the panels; online.keep_tone=true holds the tone of round 0")
+        run.log(drift, logging.WARNING)
     final = {"method": cfg.online.method, "rounds": cfg.online.rounds, "accepted_round": last,
              "final_weights": str(run.path / "final.pth"), "previews": str(run.path / "rounds"),
              "per_round": [stats[k] for k in sorted(stats)]}
@@ -504,16 +522,35 @@ def report(cfg: Config, run: RunDir) -> None:
     try:  # the per-round curve, when matplotlib is installed
         from utils.online_report import plot
 
-        plot([run.path], cfg.online.method, run.path / "rounds.png")
-        print(f"  per-round curve: {run.path / 'rounds.png'}")
+        if plot([run.path], cfg.online.method, run.path / "rounds.png"):
+            print(f"  per-round curve: {run.path / 'rounds.png'}")
     except ImportError:
         pass
+
+
+# Past this mean change (about 5 of 255 grey levels) a darker, lighter or tinted result shows
+# on flat areas such as sky and walls.
+TONE_DRIFT_WARN = 0.02
+
+
+def tone_drift(entry: dict) -> str:
+    """A warning when a round's outputs moved in tone from round 0's by more than TONE_DRIFT_WARN
+    on average ("" otherwise): self-training can drift darker, brighter or into a tint, and
+    BRISQUE does not see it (on real photos it rewards contrast, not the right tone)."""
+    change, shift = entry.get("brightness_change", 0.0), entry.get("colour_shift", 0.0)
+    found = []
+    if abs(change) > TONE_DRIFT_WARN:
+        found.append(f"{abs(change):.3f} {'darker' if change < 0 else 'brighter'} than round 0's")
+    if shift > TONE_DRIFT_WARN:
+        found.append(f"tinted (one colour channel moved {shift:.3f} away from the others)")
+    return f"the result's outputs are on average {' and '.join(found)}" if found else ""
 
 
 def _row(name: str, entry: dict, prefix: str = "") -> dict:
     return {"row": name, "psnr": entry.get(prefix + "psnr"), "ssim": entry.get(prefix + "ssim"),
             "in_domain_psnr": entry.get("in_domain_psnr") if not prefix else None,
-            "brisque": entry.get(prefix + "brisque"), "round": entry.get("round")}
+            "brisque": entry.get(prefix + "brisque"), "brightness": entry.get(prefix + "brightness"),
+            "round": entry.get("round")}
 
 
 def comparison(cfg: Config, runs: dict[str, Path]) -> dict:
@@ -532,11 +569,12 @@ def comparison(cfg: Config, runs: dict[str, Path]) -> dict:
     others = {r["method"]: r["psnr"] for r in rows[3:]}
     print(f"\nOn the embedded {cfg.online.target} rain ({cfg.online.target_count} held-out test photos, "
           f"{cfg.online.target_size} px; ground truth used only here), rgb protocol:")
-    print(f"  {'':58s} {'PSNR':>7s} {'SSIM':>7s} {'in-domain':>10s} {'BRISQUE':>8s}")
+    print(f"  {'':58s} {'PSNR':>7s} {'SSIM':>7s} {'in-domain':>10s} {'BRISQUE':>8s} {'brightness':>10s}")
     for r in rows:
         cells = [f"{r['psnr']:7.2f}", f"{r['ssim']:7.4f}",
                  f"{r['in_domain_psnr']:10.2f}" if r["in_domain_psnr"] is not None else f"{'':10s}",
-                 f"{r['brisque']:8.2f}" if r["brisque"] is not None else ""]
+                 f"{r['brisque']:8.2f}" if r["brisque"] is not None else f"{'':8s}",
+                 f"{r['brightness']:10.3f}" if r["brightness"] is not None else ""]
         print(f"  {r['row']:58s} " + " ".join(cells))
     verdict = (f"{cfg.online.method} vs (b): {gain:+.2f} dB; no deraining is {rows[0]['psnr'] - b:+.2f} dB "
                f"from (b)")

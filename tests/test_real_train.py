@@ -20,8 +20,8 @@ from utils.engine.rng import seed_everything
 from utils.engine.trainer import Trainer
 from utils.inference import derain
 from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
-from utils.io.images import read_image, write_image
-from utils.online import OnlineCrops, keep_tone, replays_clean, rotate_flip, training_input
+from utils.io.images import read_image, to_tensor, write_image
+from utils.online import OnlineCrops, keep_tone, replays_clean, rotate_flip, tone_change, training_input
 
 
 def make_init(path: Path, *sets: str) -> Path:
@@ -242,6 +242,9 @@ def test_demonstration_compares_methods_and_resumes_across_them(tmp_path, monkey
     assert "(b) synthetic model alone" in out and "(c) direct fine-tuning" in out and "verdict:" in out
     summary = json.loads((tmp_path / "a" / "runs" / "rt" / "comparison.json").read_text())
     assert [r["row"][:3] for r in summary["rows"]] == ["no ", "(b)", "cha", "(c)"]
+    # Every row says how bright its outputs are (the input row: the rainy images themselves).
+    assert all(0 < r["brightness"] < 1 for r in summary["rows"])
+    assert "brightness" in out
 
     original = Trainer.train_step
 
@@ -402,3 +405,67 @@ def test_report_without_ground_truth_compares_brisque_with_round_0(tmp_path, rea
     assert f"(synthetic model, round 0): {before:.2f}; after 1 round (final.pth): {after:.2f}" in out
     assert ("the no-reference score did not improve" in out) == (after >= before)
     assert "hidden ground truth" not in out
+
+
+def test_tone_change_tells_darkening_from_a_tint():
+    gen = torch.Generator().manual_seed(0)
+    reference = 0.2 + 0.6 * torch.rand(3, 30, 40, generator=gen)
+    assert tone_change(reference, reference) == {"brightness_change": 0.0, "colour_shift": 0.0}
+    darker = tone_change(reference - 0.05, reference)
+    assert darker["brightness_change"] == pytest.approx(-0.05, abs=1e-6)
+    assert darker["colour_shift"] == pytest.approx(0.0, abs=1e-6)
+    # Red up, blue down by as much: the mean stays, the channels part.
+    tinted = tone_change(reference + torch.tensor([0.04, 0.0, -0.04]).view(3, 1, 1), reference)
+    assert tinted["brightness_change"] == pytest.approx(0.0, abs=1e-6)
+    assert tinted["colour_shift"] == pytest.approx(0.04, abs=1e-6)
+    # Moving streaks around without a change of mean is no drift.
+    moved = reference.roll(7, dims=-1)
+    assert abs(tone_change(moved, reference)["brightness_change"]) < 1e-6
+
+
+def test_tone_drift_warns_past_the_threshold_only():
+    assert real_train.tone_drift({}) == ""
+    assert real_train.tone_drift({"brightness_change": -0.015, "colour_shift": 0.01}) == ""
+    assert "0.030 darker than round 0's" in real_train.tone_drift({"brightness_change": -0.03, "colour_shift": 0.0})
+    assert "brighter" in real_train.tone_drift({"brightness_change": 0.025, "colour_shift": 0.0})
+    tint = real_train.tone_drift({"brightness_change": 0.0, "colour_shift": 0.05})
+    assert "tinted" in tint and "darker" not in tint and "brighter" not in tint
+
+
+def test_rounds_record_brightness_and_tone_change_against_round_0(tmp_path, real_folder, capsys):
+    init = make_init(tmp_path / "init.pth")
+    argv = online_args(tmp_path, init, "online.rounds=1", "online.nr_score=false")
+    assert real_train.main(argv + ["--data", str(real_folder)]) == 0
+    run = tmp_path / "runs" / "rt"
+    stats = real_train.round_stats(run)
+    assert "brightness_change" not in stats[0] and "brightness" in stats[0]
+    # The record agrees with the 8-bit previews the run wrote (to their rounding).
+    previews = {k: [to_tensor(read_image(p)) for p in sorted((run / "rounds" / f"round_{k:03d}").glob("*.png"))]
+                for k in (0, 1)}
+    expected = np.mean([tone_change(a, b)["brightness_change"] for a, b in zip(previews[1], previews[0])])
+    assert stats[1]["brightness_change"] == pytest.approx(expected, abs=2 / 255)
+    assert stats[0]["brightness"] == pytest.approx(np.mean([float(p.mean()) for p in previews[0]]), abs=2 / 255)
+    out = capsys.readouterr().out
+    assert f"mean brightness {stats[1]['brightness_change']:+.3f}, colour shift {stats[1]['colour_shift']:.3f} vs round 0" in out
+    drifted = abs(stats[1]["brightness_change"]) > 0.02 or stats[1]["colour_shift"] > 0.02
+    assert ("than round 0's" in out or "tinted" in out) == drifted
+
+
+def test_per_round_plot_needs_something_to_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from utils.online_report import main as report_main, plot
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "rounds.jsonl").write_text(json.dumps({"round": 0, "step": 0}) + "\n")
+    assert not plot([run], "x", tmp_path / "empty.png") and not (tmp_path / "empty.png").exists()
+    # Real photos without BRISQUE still have their outputs' brightness per round.
+    (run / "rounds.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+        {"round": 0, "step": 0, "brightness": 0.48, "input_brightness": 0.55},
+        {"round": 1, "step": 4, "brightness": 0.46, "brightness_change": -0.02, "colour_shift": 0.0})))
+    assert plot([run], "x", tmp_path / "curve.png")
+    assert read_image(tmp_path / "curve.png").shape[-1] == 3
+    capsys.readouterr()
+    assert report_main([str(run), "--label", "x", "--plot", str(tmp_path / "again.png")]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| x |")][0]
+    assert "| -0.020 ± 0.000 | [1] |" in row  # the result's brightness change; no ground truth: "-"

@@ -4,10 +4,11 @@
         runs/p_s1 runs/p_s2 runs/p_s3 --label paper --plot docs/online_curve.png
 
 Each group of run folders (one per seed) ends with --label NAME. Printed per group: the
-result round's PSNR/SSIM on the hidden ground truth, in-domain PSNR and BRISQUE as
-mean ± spread (max - min over seeds), and the same for round 0 (the synthetic model, (b)).
-The plot shows PSNR on the target, in-domain PSNR and BRISQUE per round for every seed of
-the first group (the input's PSNR as a dashed line). Needs matplotlib for --plot only.
+result round's PSNR/SSIM on the hidden ground truth, in-domain PSNR, BRISQUE and the change
+of its outputs' mean brightness from round 0 as mean ± spread (max - min over seeds), and
+the same for round 0 (the synthetic model, (b)).
+The plot shows PSNR on the target, in-domain PSNR, BRISQUE and the outputs' mean brightness
+per round for every seed of the first group (the input's values as dashed lines). Needs matplotlib for --plot only.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from real_train import accepted_round, round_stats  # noqa: E402
 
-KEYS = ("psnr", "ssim", "in_domain_psnr", "brisque")
+KEYS = ("psnr", "ssim", "in_domain_psnr", "brisque", "brightness_change")
 
 
 def summarise(runs: list[Path]) -> dict:
@@ -54,15 +55,19 @@ def _cell(row: dict, key: str, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def plot(runs: list[Path], label: str, out: Path) -> None:
+def plot(runs: list[Path], label: str, out: Path) -> bool:
+    """Write the per-round curves of `runs` to `out`; False (nothing written) when the runs
+    recorded none of the plotted quantities."""
+    panels = [("psnr", "PSNR on the target (dB)"), ("in_domain_psnr", "in-domain PSNR (dB)"),
+              ("brisque", "BRISQUE (lower is better)"), ("brightness", "mean brightness of the outputs")]
+    present = [(k, t) for k, t in panels if any(k in e for r in runs for e in round_stats(r).values())]
+    if not present:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("psnr", "PSNR on the target (dB)"), ("in_domain_psnr", "in-domain PSNR (dB)"),
-              ("brisque", "BRISQUE (lower is better)")]
-    present = [(k, t) for k, t in panels if any(k in e for r in runs for e in round_stats(r).values())]
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
     for ax, (key, title) in zip(axes[0], present):
         for run in runs:
@@ -84,6 +89,7 @@ def plot(runs: list[Path], label: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
+    return True
 
 
 def main(argv=None) -> int:
@@ -106,21 +112,24 @@ def main(argv=None) -> int:
         groups.append((current[0].name, current))
     if not groups:
         parser.error("no run folders")
-    print("| row | seeds | PSNR | SSIM | gain vs (b) | in-domain PSNR | BRISQUE | round kept |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| row | seeds | PSNR | SSIM | gain vs (b) | in-domain PSNR | BRISQUE | brightness vs (b) | round kept |")
+    print("|---|---|---|---|---|---|---|---|---|")
     first = summarise(groups[0][1])
     for name, key in (("no deraining", "input"), ("(b) synthetic model", "b")):
         row = first[key]
         print(f"| {name} | {len(groups[0][1])} | {_cell(row, 'psnr')} | {_cell(row, 'ssim', 4)} | | "
-              f"{_cell(row, 'in_domain_psnr')} | {_cell(row, 'brisque')} | |")
+              f"{_cell(row, 'in_domain_psnr')} | {_cell(row, 'brisque')} | | |")
     for label, runs in groups:
         s = summarise(runs)
         gain = f"{s['gain'][0]:+.2f} ± {s['gain'][1]:.2f}" if "gain" in s else "-"
         print(f"| {label} | {len(runs)} | {_cell(s['final'], 'psnr')} | {_cell(s['final'], 'ssim', 4)} | {gain} | "
-              f"{_cell(s['final'], 'in_domain_psnr')} | {_cell(s['final'], 'brisque')} | {s['rounds']} |")
+              f"{_cell(s['final'], 'in_domain_psnr')} | {_cell(s['final'], 'brisque')} | "
+              f"{_cell(s['final'], 'brightness_change', 3)} | {s['rounds']} |")
     if plot_path:
-        plot(groups[0][1], groups[0][0], plot_path)
-        print(f"written {plot_path}")
+        if plot(groups[0][1], groups[0][0], plot_path):
+            print(f"written {plot_path}")
+        else:
+            print(f"nothing to plot: the runs recorded no per-round scores; {plot_path} not written")
     return 0
 
 
