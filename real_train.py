@@ -64,6 +64,7 @@ from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
 from utils.online import (OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch, tone_change,
                           training_input)
+from utils.online_report import comparison, report, round_stats
 from utils.synthetic.photos import load_split
 
 log = logs.get("real_train")
@@ -247,26 +248,6 @@ def guard_failed(run_path: Path, k: int, guard_db: float) -> bool:
     if k == 0 or guard_db <= 0 or "guard_psnr" not in stats.get(k, {}):
         return False
     return stats[k]["guard_psnr"] < stats[0]["guard_psnr"] - guard_db
-
-
-def accepted_round(run_path: Path) -> int:
-    """The round whose weights are the result (final.pth): the last one the guard accepted."""
-    path = run_path / "accepted.json"
-    if path.is_file():
-        return int(json.loads(path.read_text())["accepted_round"])
-    stats = round_stats(run_path)
-    return max(stats) if stats else 0
-
-
-def round_stats(run_path: Path) -> dict[int, dict]:
-    path = run_path / "rounds.jsonl"
-    out = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                out[entry["round"]] = entry  # the last entry of a round wins
-    return out
 
 
 def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
@@ -465,129 +446,6 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     finally:
         bar.close()
         run.close()
-
-
-ROW_NAMES = {"paper": "(d) online update (paper: B^k = f_k(O))",
-             "direct": "(c) direct fine-tuning (fixed B^0)",
-             "chain": "chain labels (B^k = f_k(B^{k-1}))",
-             "transfer": "rain transfer (B_i^k + R_j^k -> B_i^k)"}
-
-
-def report(cfg: Config, run: RunDir) -> None:
-    stats = round_stats(run.path)
-    last = accepted_round(run.path)
-    after_rounds = f"after {last} round{'' if last == 1 else 's'}"
-    print(f"\nonline update ({cfg.online.method}) finished: {cfg.online.rounds} rounds; result (round {last}) "
-          f"{run.path / 'final.pth'}, per-round outputs and panels in {run.path / 'rounds'}")
-    for k in sorted(stats):
-        entry = stats[k]
-        head = f"round {k}" + (" (result)" if k == last else "") + ":"
-        parts = []
-        if "psnr" in entry:
-            parts.append(f"{entry['psnr']:.2f} dB / {entry['ssim']:.4f} on the hidden ground truth")
-        if "in_domain_psnr" in entry:
-            parts.append(f"in-domain {entry['in_domain_psnr']:.2f} dB")
-        if "brisque" in entry:
-            parts.append(f"BRISQUE {entry['brisque']:.2f} (input {stats[0].get('input_brisque', float('nan')):.2f}; lower is better)")
-        if "brightness_change" in entry:
-            parts.append(f"mean brightness {entry['brightness_change']:+.3f}, colour shift "
-                         f"{entry['colour_shift']:.3f} vs round 0")
-        print(f"  {head} " + ", ".join(parts))
-    if 0 in stats and "psnr" in stats[0]:
-        before, after = stats[0], stats[last]
-        print(f"  before the online update (synthetic model, round 0): {before['psnr']:.2f} dB / {before['ssim']:.4f}")
-        print(f"  {after_rounds} (final.pth): {after['psnr']:.2f} dB / {after['ssim']:.4f}")
-        print(f"  change: {after['psnr'] - before['psnr']:+.2f} dB")
-        run.log(f"before {before['psnr']:.3f} dB, after {after['psnr']:.3f} dB "
-                f"({after['psnr'] - before['psnr']:+.3f} dB)")
-    elif 0 in stats and "brisque" in stats[0] and "brisque" in stats[last]:
-        # No ground truth (real photos): the no-reference score is the one number there is.
-        before, after = stats[0]["brisque"], stats[last]["brisque"]
-        print(f"  BRISQUE before the online update (synthetic model, round 0): {before:.2f}; "
-              f"{after_rounds} (final.pth): {after:.2f} ({after - before:+.2f}; lower is better)")
-        if after >= before:
-            print("  the no-reference score did not improve: compare the panels (input | round 0 | round k) "
-                  "and keep the synthetic model unless they show fewer streaks")
-        run.log(f"BRISQUE before {before:.3f}, after {after:.3f} ({after - before:+.3f})")
-    drift = tone_drift(stats.get(last, {}))
-    if drift and "psnr" in stats.get(last, {}):  # the hidden ground truth judges the change
-        print(f"  tone: {drift} (the PSNR above says whether that is closer to the truth)")
-    elif drift:
-        print(f"  {drift}: compare the panels; online.keep_tone=true holds the tone of round 0")
-        run.log(drift, logging.WARNING)
-    final = {"method": cfg.online.method, "rounds": cfg.online.rounds, "accepted_round": last,
-             "final_weights": str(run.path / "final.pth"), "previews": str(run.path / "rounds"),
-             "per_round": [stats[k] for k in sorted(stats)]}
-    run.write_final(final)
-    try:  # the per-round curve, when matplotlib is installed
-        from utils.online_report import plot
-
-        if plot([run.path], cfg.online.method, run.path / "rounds.png"):
-            print(f"  per-round curve: {run.path / 'rounds.png'}")
-    except ImportError:
-        pass
-
-
-# Past this mean change (about 5 of 255 grey levels) a darker, lighter or tinted result shows
-# on flat areas such as sky and walls.
-TONE_DRIFT_WARN = 0.02
-
-
-def tone_drift(entry: dict) -> str:
-    """A warning when a round's outputs moved in tone from round 0's by more than TONE_DRIFT_WARN
-    on average ("" otherwise): self-training can drift darker, brighter or into a tint, and
-    BRISQUE does not see it (on real photos it rewards contrast, not the right tone)."""
-    change, shift = entry.get("brightness_change", 0.0), entry.get("colour_shift", 0.0)
-    found = []
-    if abs(change) > TONE_DRIFT_WARN:
-        found.append(f"{abs(change):.3f} {'darker' if change < 0 else 'brighter'} than round 0's")
-    if shift > TONE_DRIFT_WARN:
-        found.append(f"tinted (one colour channel moved {shift:.3f} away from the others)")
-    return f"the result's outputs are on average {' and '.join(found)}" if found else ""
-
-
-def _row(name: str, entry: dict, prefix: str = "") -> dict:
-    return {"row": name, "psnr": entry.get(prefix + "psnr"), "ssim": entry.get(prefix + "ssim"),
-            "in_domain_psnr": entry.get("in_domain_psnr") if not prefix else None,
-            "brisque": entry.get(prefix + "brisque"), "brightness": entry.get(prefix + "brightness"),
-            "round": entry.get("round")}
-
-
-def comparison(cfg: Config, runs: dict[str, Path]) -> dict:
-    """The (b)/(c)/(d) table of the embedded demonstration, printed and written to
-    runs/<name>/comparison.json."""
-    main = round_stats(runs[cfg.online.method])
-    rows = [_row("no deraining (rainy input)", main[0], "input_"),
-            _row("(b) synthetic model alone (round 0)", main[0])]
-    for method, path in runs.items():
-        stats = round_stats(path)
-        rows.append(_row(ROW_NAMES[method] + (" [default]" if method == cfg.online.method else ""),
-                         stats[accepted_round(path)]) | {"method": method})
-    b = rows[1]["psnr"]
-    d = rows[2]["psnr"]
-    gain = d - b
-    others = {r["method"]: r["psnr"] for r in rows[3:]}
-    print(f"\nOn the embedded {cfg.online.target} rain ({cfg.online.target_count} held-out test photos, "
-          f"{cfg.online.target_size} px; ground truth used only here), rgb protocol:")
-    print(f"  {'':58s} {'PSNR':>7s} {'SSIM':>7s} {'in-domain':>10s} {'BRISQUE':>8s} {'brightness':>10s}")
-    for r in rows:
-        cells = [f"{r['psnr']:7.2f}", f"{r['ssim']:7.4f}",
-                 f"{r['in_domain_psnr']:10.2f}" if r["in_domain_psnr"] is not None else f"{'':10s}",
-                 f"{r['brisque']:8.2f}" if r["brisque"] is not None else f"{'':8s}",
-                 f"{r['brightness']:10.3f}" if r["brightness"] is not None else ""]
-        print(f"  {r['row']:58s} " + " ".join(cells))
-    verdict = (f"{cfg.online.method} vs (b): {gain:+.2f} dB; no deraining is {rows[0]['psnr'] - b:+.2f} dB "
-               f"from (b)")
-    for method, value in others.items():
-        verdict += f"; vs {method}: {d - value:+.2f} dB"
-    in_domain = rows[2]["in_domain_psnr"] - rows[1]["in_domain_psnr"]
-    verdict += (f"; in-domain ({cfg.data.synthetic_preset} rain) {in_domain:+.2f} dB")
-    print("verdict: " + verdict)
-    result = {"target": cfg.online.target, "rows": rows, "gain_db": gain,
-              "in_domain_change_db": in_domain, "verdict": verdict}
-    (runs[cfg.online.method] / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {runs[cfg.online.method] / 'comparison.json'}")
-    return result
 
 
 def main(argv=None) -> int:

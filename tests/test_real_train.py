@@ -22,6 +22,7 @@ from utils.inference import derain
 from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
 from utils.io.images import read_image, to_tensor, write_image
 from utils.online import OnlineCrops, keep_tone, replays_clean, rotate_flip, tone_change, training_input
+from utils.online_report import round_stats, tone_drift
 
 
 def make_init(path: Path, *sets: str) -> Path:
@@ -400,7 +401,7 @@ def test_report_without_ground_truth_compares_brisque_with_round_0(tmp_path, rea
     argv = online_args(tmp_path, init, "online.rounds=1")
     assert real_train.main(argv + ["--data", str(real_folder)]) == 0
     out = capsys.readouterr().out
-    stats = real_train.round_stats(tmp_path / "runs" / "rt")
+    stats = round_stats(tmp_path / "runs" / "rt")
     before, after = stats[0]["brisque"], stats[1]["brisque"]
     assert f"(synthetic model, round 0): {before:.2f}; after 1 round (final.pth): {after:.2f}" in out
     assert ("the no-reference score did not improve" in out) == (after >= before)
@@ -424,11 +425,11 @@ def test_tone_change_tells_darkening_from_a_tint():
 
 
 def test_tone_drift_warns_past_the_threshold_only():
-    assert real_train.tone_drift({}) == ""
-    assert real_train.tone_drift({"brightness_change": -0.015, "colour_shift": 0.01}) == ""
-    assert "0.030 darker than round 0's" in real_train.tone_drift({"brightness_change": -0.03, "colour_shift": 0.0})
-    assert "brighter" in real_train.tone_drift({"brightness_change": 0.025, "colour_shift": 0.0})
-    tint = real_train.tone_drift({"brightness_change": 0.0, "colour_shift": 0.05})
+    assert tone_drift({}) == ""
+    assert tone_drift({"brightness_change": -0.015, "colour_shift": 0.01}) == ""
+    assert "0.030 darker than round 0's" in tone_drift({"brightness_change": -0.03, "colour_shift": 0.0})
+    assert "brighter" in tone_drift({"brightness_change": 0.025, "colour_shift": 0.0})
+    tint = tone_drift({"brightness_change": 0.0, "colour_shift": 0.05})
     assert "tinted" in tint and "darker" not in tint and "brighter" not in tint
 
 
@@ -437,7 +438,7 @@ def test_rounds_record_brightness_and_tone_change_against_round_0(tmp_path, real
     argv = online_args(tmp_path, init, "online.rounds=1", "online.nr_score=false")
     assert real_train.main(argv + ["--data", str(real_folder)]) == 0
     run = tmp_path / "runs" / "rt"
-    stats = real_train.round_stats(run)
+    stats = round_stats(run)
     assert "brightness_change" not in stats[0] and "brightness" in stats[0]
     # The record agrees with the 8-bit previews the run wrote (to their rounding).
     previews = {k: [to_tensor(read_image(p)) for p in sorted((run / "rounds" / f"round_{k:03d}").glob("*.png"))]
