@@ -210,7 +210,8 @@ def plot(runs: list[Path], label: str, out: Path) -> bool:
     recorded none of the plotted quantities."""
     panels = [("psnr", "PSNR on the target (dB)"), ("in_domain_psnr", "in-domain PSNR (dB)"),
               ("brisque", "BRISQUE (lower is better)"), ("brightness", "mean brightness of the outputs")]
-    present = [(k, t) for k, t in panels if any(k in e for r in runs for e in round_stats(r).values())]
+    records = [(run, round_stats(run), accepted_round(run)) for run in runs]  # each file read once
+    present = [(k, t) for k, t in panels if any(k in e for _, stats, _ in records for e in stats.values())]
     if not present:
         return False
     import matplotlib
@@ -220,14 +221,12 @@ def plot(runs: list[Path], label: str, out: Path) -> bool:
 
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
     for ax, (key, title) in zip(axes[0], present):
-        for run in runs:
-            stats = round_stats(run)
+        for run, stats, a in records:
             ks = sorted(k for k in stats if key in stats[k])
             ax.plot(ks, [stats[k][key] for k in ks], marker="o", label=run.name)
-            a = accepted_round(run)
             if key in stats.get(a, {}):
                 ax.scatter([a], [stats[a][key]], s=120, facecolors="none", edgecolors="k")
-        first = round_stats(runs[0])[0]
+        first = records[0][1].get(0, {})
         if "input_" + key in first:
             ax.axhline(first["input_" + key], ls="--", c="gray", label="rainy input")
         ax.set_xlabel("round (0 = synthetic model)")
