@@ -86,6 +86,11 @@ class DataConfig:
     # Share of flat, bright clean backgrounds in the on-the-fly stream (overcast sky, grey
     # wall): without them a model takes every low-contrast bright scene for haze and darkens it.
     flat_scenes: float = 0.0
+    # Shares of the on-the-fly stream that are dry (clean -> clean: a photo without rain must
+    # come back unchanged) and `streaks` rain alone (long sharp streaks, no haze: the look of
+    # the Rain100L-style benchmarks); the rest is synthetic_preset.
+    dry_share: float = 0.0
+    streak_share: float = 0.0
     # Folder of your own clean photos for the embedded set (only read); None: built-in photos.
     clean_photos: Optional[str] = None
     synthetic_size: int = 256  # side of the embedded synthetic images (>= the paper's 224 patch)
@@ -611,8 +616,14 @@ def validate(cfg: "Config") -> None:
                          ("loss.psnr_weight", cfg.loss.psnr_weight)):
         if not (math.isfinite(value) and value >= 0.0):
             raise ConfigError(f"config {where}: {value} must be finite and >= 0 (0 turns it off)")
-    if not 0.0 <= cfg.data.flat_scenes <= 1.0:
-        raise ConfigError(f"config data.flat_scenes: {cfg.data.flat_scenes} is outside [0, 1]")
+    for where, value in (("data.flat_scenes", cfg.data.flat_scenes),
+                         ("data.dry_share", cfg.data.dry_share),
+                         ("data.streak_share", cfg.data.streak_share)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"config {where}: {value} is outside [0, 1]")
+    if cfg.data.dry_share + cfg.data.streak_share > 1.0:
+        raise ConfigError(f"config data.dry_share + data.streak_share: "
+                          f"{cfg.data.dry_share + cfg.data.streak_share:g} is more than 1")
     model = cfg.model
     if not isinstance(model.encoder_blocks, tuple) or len(model.encoder_blocks) != 3:
         raise ConfigError(f"config model.encoder_blocks: expected 3 numbers, got {model.encoder_blocks!r}")

@@ -326,7 +326,7 @@ class SyntheticRainStream(Dataset):
 
     def __init__(self, photos: Sequence[np.ndarray], patch_size: int, length: int,
                  preset: str = "mixed", seed: int = 0, scales: tuple[float, float] = (0.5, 1.6),
-                 flat_scenes: float = 0.0):
+                 flat_scenes: float = 0.0, dry_share: float = 0.0, streak_share: float = 0.0):
         if not photos:
             raise DatasetError("SyntheticRainStream: no clean photos")
         if patch_size < 1 or length < 1:
@@ -339,6 +339,12 @@ class SyntheticRainStream(Dataset):
             raise ValueError(f"flat_scenes must be in [0, 1], got {flat_scenes}")
         self.preset, self.seed, self.scales, self.epoch = preset, int(seed), scales, 0
         self.flat_scenes = float(flat_scenes)
+        for name, share in (("dry_share", dry_share), ("streak_share", streak_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
+        if dry_share + streak_share > 1.0:
+            raise ValueError(f"dry_share + streak_share must be <= 1, got {dry_share + streak_share}")
+        self.dry_share, self.streak_share = float(dry_share), float(streak_share)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -347,15 +353,28 @@ class SyntheticRainStream(Dataset):
         return self.length
 
     def __repr__(self) -> str:
+        shares = (f", dry {self.dry_share:g}, streaks {self.streak_share:g}"
+                  if self.dry_share or self.streak_share else "")
         return (f"SyntheticRainStream({self.length} samples/epoch, {len(self.photos)} photos, "
-                f"preset={self.preset!r}, patch={self.patch_size})")
+                f"preset={self.preset!r}{shares}, patch={self.patch_size})")
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
         clean = training_background(self.photos, self.patch_size, rng, self.flat_scenes)
         scale = float(np.exp(rng.uniform(np.log(self.scales[0]), np.log(self.scales[1]))))
-        rainy = add_rain(clean, self.preset, rng, scale=scale)
+        preset = self._pick_style(rng)
+        rainy = clean if preset is None else add_rain(clean, preset, rng, scale=scale)
         return {"rainy": to_tensor(rainy), "clean": to_tensor(clean)}
+
+    def _pick_style(self, rng: np.random.Generator) -> Optional[str]:
+        """The sample's rain style; None for a dry sample (clean -> clean). Draws nothing when
+        both shares are 0, so the stream of runs without them is unchanged."""
+        if self.dry_share == 0.0 and self.streak_share == 0.0:
+            return self.preset
+        pick = rng.random()
+        if pick < self.dry_share:
+            return None
+        return "streaks" if pick < self.dry_share + self.streak_share else self.preset
 
 
 def synthetic_stream_from_config(data_cfg, seed: int) -> SyntheticRainStream:
@@ -363,7 +382,8 @@ def synthetic_stream_from_config(data_cfg, seed: int) -> SyntheticRainStream:
     photos = [photo for _, photo in load_split("train", data_cfg.clean_photos)]
     return SyntheticRainStream(photos, data_cfg.patch_size, data_cfg.synthetic_count,
                                data_cfg.synthetic_preset, seed=seed,
-                               flat_scenes=data_cfg.flat_scenes)
+                               flat_scenes=data_cfg.flat_scenes, dry_share=data_cfg.dry_share,
+                               streak_share=data_cfg.streak_share)
 
 
 def build_train_val(data_cfg, seed: int) -> tuple[Dataset, Dataset]:

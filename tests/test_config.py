@@ -46,6 +46,7 @@ def test_overrides_are_typed():
     ("train.lr=abc", "train.lr expects a number"),
     ("model.encoder_blocks=(1,1)", "tuple of 3 integers"),
     ("data.flat_scenes=1.5", r"data.flat_scenes: 1.5 is outside \[0, 1\]"),
+    ("data.dry_share=-0.1", r"data.dry_share: -0.1 is outside \[0, 1\]"),
     ("online.replay=-1", "online.replay: -1.0 is negative"),
     ("online.replay_clean=2", r"online.replay_clean: 2.0 is outside \[0, 1\]"),
     ("loss.psnr_weight=-0.01", r"loss.psnr_weight: -0.01 must be finite and >= 0"),
@@ -58,6 +59,12 @@ def test_overrides_are_typed():
 def test_bad_overrides_name_the_problem(bad, message):
     with pytest.raises(ConfigError, match=message):  # a UserError (exit 2) and a ValueError
         build_config("paper", [bad])
+
+
+def test_stream_shares_may_not_add_up_to_more_than_one():
+    assert build_config("paper", ["data.dry_share=0.4", "data.streak_share=0.6"]).data.dry_share == 0.4
+    with pytest.raises(ConfigError, match=r"data.dry_share \+ data.streak_share: 1.1 is more than 1"):
+        build_config("paper", ["data.dry_share=0.5", "data.streak_share=0.6"])
 
 
 def test_overrides_parse_by_the_field_type_not_the_look_of_the_value():

@@ -26,8 +26,8 @@ def clean():
 
 
 def test_presets_exist():
-    assert set(RAIN_PRESETS) == {"light", "heavy", "shifted", "gusty"}
-    assert set(PRESET_NAMES) == {"light", "heavy", "shifted", "gusty", "mixed"}
+    assert set(RAIN_PRESETS) == {"light", "streaks", "heavy", "shifted", "gusty"}
+    assert set(PRESET_NAMES) == {"light", "streaks", "heavy", "shifted", "gusty", "mixed"}
     assert HELD_OUT == ("gusty",)
 
 
@@ -244,6 +244,34 @@ def test_flat_scenes_make_low_contrast_bright_backgrounds_and_zero_changes_nothi
     photos = [p for _, p in load_split("train")][:2]
     with pytest.raises(ValueError, match="flat_scenes"):
         SyntheticRainStream(photos, patch_size=32, length=2, flat_scenes=1.5)
+
+
+def test_streaks_are_rain_only_brighter_and_never_darker(clean):
+    """`streaks` adds light along lines and nothing else: no pixel darkens, no haze lifts the
+    whole image, and the rain covers a minority of the pixels."""
+    for i in range(4):
+        rainy = add_rain(clean, "streaks", np.random.default_rng(i))
+        diff = rainy - clean
+        assert diff.min() >= -1e-6
+        assert 0.0 < (diff.max(axis=2) > 0.05).mean() < 0.4
+        assert np.percentile(diff, 25) < 1e-3 and np.median(diff) < 0.01  # no veil
+
+
+def test_stream_shares_make_dry_and_streak_samples_and_zero_changes_nothing():
+    photos = [p for _, p in load_split("train")][:3]
+    plain = SyntheticRainStream(photos, patch_size=32, length=40, seed=5)
+    zero = SyntheticRainStream(photos, patch_size=32, length=40, seed=5, dry_share=0.0,
+                               streak_share=0.0)
+    assert all(torch.equal(plain[i]["rainy"], zero[i]["rainy"]) for i in range(6))
+    mix = SyntheticRainStream(photos, patch_size=32, length=40, seed=5, dry_share=0.5,
+                              streak_share=0.5)
+    dry = [torch.equal(mix[i]["rainy"], mix[i]["clean"]) for i in range(40)]
+    assert 8 <= sum(dry) <= 32  # about half; the others carry streaks
+    wet = [i for i in range(40) if not dry[i]]
+    assert all(bool((mix[i]["rainy"] >= mix[i]["clean"] - 1e-6).all()) for i in wet)
+    for bad in ({"dry_share": 1.5}, {"dry_share": 0.7, "streak_share": 0.4}):
+        with pytest.raises(ValueError, match="share"):
+            SyntheticRainStream(photos, patch_size=32, length=2, **bad)
 
 
 def _photo_folder(folder, count):

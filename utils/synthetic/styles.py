@@ -5,6 +5,8 @@ lens drops and camera effects, each as a (low, high) range drawn uniformly per i
 
 Named styles:
 - `light` (Rain200L-like: thin sparse streaks, one direction, additive),
+- `streaks` (Rain100L-like: long, sharp, bright streaks in one direction and nothing else:
+  no haze, no camera effects; most faint, a few bright),
 - `heavy` (Rain200H-like: dense streaks in several directions, accumulation and haze),
 - `shifted` (fine comet-shaped drizzle, tinted haze, lens drops and sensor noise),
 - `mixed`: domain randomisation. Every image draws a whole new style (`sample_style`):
@@ -80,6 +82,19 @@ LIGHT = RainPreset(
     ),
 )
 
+STREAKS = RainPreset(
+    name="streaks",
+    angle=(-30.0, 30.0),
+    composite="add",
+    rain_color=(0.85, 1.0),
+    layers=(
+        StreakLayer(density=(0.0015, 0.006), length=(20.0, 50.0), width=(0.5, 0.9),
+                    strength=(0.15, 0.35), blur=(0.0, 0.3), groups=2, spread=1.5),
+        StreakLayer(density=(0.0003, 0.0015), length=(25.0, 60.0), width=(0.8, 1.5),
+                    strength=(0.4, 0.8), blur=(0.0, 0.3), groups=2, spread=1.5),
+    ),
+)
+
 HEAVY = RainPreset(
     name="heavy",
     angle=(-35.0, 35.0),
@@ -146,7 +161,7 @@ GUSTY = RainPreset(
 )
 
 MIXED = "mixed"  # not a fixed preset: `sample_style` draws one per image
-RAIN_PRESETS = MappingProxyType({p.name: p for p in (LIGHT, HEAVY, SHIFTED, GUSTY)})
+RAIN_PRESETS = MappingProxyType({p.name: p for p in (LIGHT, STREAKS, HEAVY, SHIFTED, GUSTY)})
 PRESET_NAMES = tuple(sorted([*RAIN_PRESETS, MIXED]))
 HELD_OUT = ("gusty",)  # styles no training preset may produce
 
