@@ -621,6 +621,10 @@ def validate(cfg: "Config") -> None:
                          ("data.streak_share", cfg.data.streak_share)):
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"config {where}: {value} is outside [0, 1]")
+    if (cfg.data.dry_share or cfg.data.streak_share) and not (cfg.data.synthetic_fresh
+                                                             and cfg.data.root is None):
+        raise ConfigError("config data.dry_share / data.streak_share shape the on-the-fly synthetic "
+                          "stream: they need data.synthetic_fresh=true and no data.root")
     if cfg.data.dry_share + cfg.data.streak_share > 1.0:
         raise ConfigError(f"config data.dry_share + data.streak_share: "
                           f"{cfg.data.dry_share + cfg.data.streak_share:g} is more than 1")

@@ -180,6 +180,36 @@ class RainyImages(_NamedImages):
         return {"name": self._names[index], "rainy": to_tensor(self.load(index))}
 
 
+class DryPhotos(Dataset):
+    """Rain-free photos as pairs whose input is their own ground truth: what a derainer does
+    to a dry photo, which should come back unchanged. `photos`: a pair set (its clean side
+    is used) or a RainyImages (a folder of your clean photos); items as a pair set's."""
+
+    def __init__(self, photos: Dataset):
+        self.photos = photos
+
+    @property
+    def names(self) -> list[str]:
+        return _names_of(self.photos)
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __repr__(self) -> str:
+        return f"DryPhotos({len(self)} of {self.photos!r})"
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.photos, RainyImages):
+            photo = self.photos.load(index)
+        else:
+            photo = _load_pair(self.photos, index)[1]
+        return photo, photo
+
+    def __getitem__(self, index: int) -> dict:
+        photo = to_tensor(self.load(index)[1])
+        return {"name": self.names[index], "rainy": photo, "clean": photo}
+
+
 class PairSubset(Dataset):
     """A subset of a pair data set that keeps `names`, `load` and `group_keys`."""
 

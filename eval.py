@@ -5,6 +5,7 @@
     python eval.py --checkpoint runs/hcn/best.pth --data Rain200H=data/Rain200H/test --data data/Rain12
     python eval.py --data Rain100L=data/Rain100L --results PReNet=res/prenet --results HCN=res/hcn --compare
     python eval.py --data DDN=data/DDN/test --layout ddn --protocols y-float --crop-border 0
+    python eval.py --synthetic dry --dry mine=photos/clean   # does the model leave dry photos alone?
 
 Rows, per data set: the rainy input, then each --checkpoint (derained here: full-size images,
 batch 1 unless --batch, the HCN authors' protocol, on the GPU when there is one, in fp32 unless
@@ -14,7 +15,9 @@ threads meanwhile), then each --results folder
 no model is built or loaded when no checkpoint is given). Columns: mean PSNR/SSIM per protocol
 (`rgb` is the HCN authors' table; `y` and `y-float` are the two MATLAB scripts other papers
 use, docs/method.md#metric-protocols), the image count, the runtime per image and the model
-size. --compare adds paired bootstrap intervals of every PSNR gap (utils.metrics.bootstrap).
+size, and the brightness error (mean output minus mean ground truth: negative = darker).
+Dry sets (`--synthetic dry`, `--dry DIR`) are rain-free photos scored against themselves: a
+derainer should return them unchanged (no input row: it would be the photo itself). --compare adds paired bootstrap intervals of every PSNR gap (utils.metrics.bootstrap).
 Results go to --out as results.md / .csv / .json / .tex (booktabs, best bold, second
 underlined), plus settings.json (what was run). Errors: one line, exit status 2.
 """
@@ -53,16 +56,17 @@ from utils.io.latex import latex_table
 from utils.io.tables import markdown_table, write_csv
 from utils.metrics.bootstrap import RESAMPLES, SEED, paired_bootstrap
 from utils.metrics.complexity import complexity
-from utils.metrics.protocols import PROTOCOLS, image_metrics
+from utils.metrics.protocols import PROTOCOLS
 from utils.metrics.result_folders import (ALIGNS, ResultsError, align, check_sizes, folder_for_set,
                                           pair_results)
-from utils.metrics.scoring import mean_metrics, score_pair
+from utils.metrics.scoring import mean_metrics, score_pair, scores
 from utils.synthetic.styles import HELD_OUT, PRESET_NAMES
 
-# Every rain style, the held-out ones last (they measure generalisation).
+DRY = "dry"  # the embedded test photos without rain
+# Every rain style, the held-out ones last (they measure generalisation), then no rain at all.
 SYNTHETIC_PRESETS = tuple(["light", "heavy", "shifted", "mixed"]
                           + [p for p in PRESET_NAMES if p not in ("light", "heavy", "shifted", "mixed")
-                             and p not in HELD_OUT] + list(HELD_OUT))
+                             and p not in HELD_OUT] + list(HELD_OUT) + [DRY])
 INPUT_ROW = "rainy input"
 BATCH_PIXELS = 4 * 1024 * 1024  # pixels per model call with --batch: 4 MP (16 images of 512x512)
 
@@ -98,9 +102,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                         help="a paired data set (any layout of utils/io/layouts.py); repeatable; "
                              "NAME= is optional (default: the folder name)")
+    parser.add_argument("--dry", action="append", default=[], metavar="NAME=DIR",
+                        help="a folder of rain-free photos, each scored against itself (what the "
+                             "model does to a dry photo); repeatable; NAME= is optional")
     parser.add_argument("--synthetic", default=None, metavar="PRESETS",
                         help="embedded synthetic test sets to evaluate, comma-separated from "
-                             f"{','.join(SYNTHETIC_PRESETS)} (default: all when no --data)")
+                             f"{','.join(SYNTHETIC_PRESETS)} ({DRY}: the test photos without "
+                             "rain; default: all when no --data or --dry)")
     parser.add_argument("--synthetic-count", type=int, default=None,
                         help="images per synthetic test set (default: the first checkpoint config's "
                              "data.synthetic_test_count; the demo preset's without a checkpoint)")
@@ -200,18 +208,29 @@ def open_datasets(args, data_cfg) -> list[tuple[str, str, object]]:
         if len(pairs) == 0:
             raise dataset.DatasetError(f"{path}: no image pairs found (layout {args.layout})")
         sets.append((name, str(path), pairs))
+    for text in args.dry:
+        name, path = parse_data_arg(text)
+        photos = dataset.DryPhotos(dataset.open_rainy(path))
+        if len(photos) == 0:
+            raise dataset.DatasetError(f"{path}: no images found")
+        sets.append((unique(f"dry-{name}", names), f"{path} (rain-free photos)", photos))
 
-    presets = args.synthetic.split(",") if args.synthetic else ([] if args.data else list(SYNTHETIC_PRESETS))
+    presets = (args.synthetic.split(",") if args.synthetic
+               else [] if args.data or args.dry else list(SYNTHETIC_PRESETS))
     for preset in presets:
         preset = preset.strip()
         if preset not in SYNTHETIC_PRESETS:
             raise ValueError(f"--synthetic: unknown preset {preset!r}; choose from {SYNTHETIC_PRESETS}")
         # Size, count and generation seed of the checkpoint's config: the set it was built for.
-        pairs = dataset.synthetic_from_config(data_cfg, "test", preset=preset, count=args.synthetic_count)
+        # Every preset's set has the same clean images: the dry set is their clean side.
+        pairs = dataset.synthetic_from_config(data_cfg, "test", preset="light" if preset == DRY else preset,
+                                              count=args.synthetic_count)
         held = " (held out from training)" if preset in HELD_OUT else ""
-        sets.append((f"synthetic-{preset}", f"embedded synthetic test split, preset {preset}{held}, "
+        what = "the test photos without rain" if preset == DRY else f"preset {preset}{held}"
+        sets.append((f"synthetic-{preset}", f"embedded synthetic test split, {what}, "
                                               f"{len(pairs)} images of {data_cfg.synthetic_size} px, "
-                                              f"seed {data_cfg.synthetic_seed}", pairs))
+                                              f"seed {data_cfg.synthetic_seed}",
+                     dataset.DryPhotos(pairs) if preset == DRY else pairs))
     return sets
 
 
@@ -334,10 +353,10 @@ def score_image(name: str, index: int, item: dict, outputs: dict, methods: list[
         clean = to_image(item["clean"])
         base = {"dataset": name, "name": item["name"]}
         rows = []
-        if not args.no_input_row:
+        if not args.no_input_row and not isinstance(pairs, dataset.DryPhotos):
             rows.append({**base, "method": INPUT_ROW, "height": clean.shape[0], "width": clean.shape[1],
                          "runtime_s": None,
-                         **image_metrics(to_image(item["rainy"]), clean, protocols, args.crop_border)})
+                         **scores(to_image(item["rainy"]), clean, protocols, args.crop_border)})
         for method in methods:
             if method.kind == "checkpoint":
                 pred, runtime = outputs[method.name]
@@ -349,7 +368,7 @@ def score_image(name: str, index: int, item: dict, outputs: dict, methods: list[
             else:
                 path = method.files[name][index]
                 result, truth = align(read_image(path), clean, args.align)
-                metrics, runtime = image_metrics(result, truth, protocols, args.crop_border), None
+                metrics, runtime = scores(result, truth, protocols, args.crop_border), None
             rows.append({**base, "method": method.name, "height": result.shape[0],
                          "width": result.shape[1], "runtime_s": runtime, **metrics})
         return rows
@@ -371,6 +390,8 @@ def summarise(name: str, rows: list[dict], metric_keys: list[str], labels: list[
     out = []
     for label in labels:
         mine = [r for r in rows if r["method"] == label]
+        if not mine:  # the rainy input of a dry set
+            continue
         times = [r["runtime_s"] for r in mine if r["runtime_s"] is not None]
         size = methods[label].size if label in methods else None
         out.append({"dataset": name, "method": label, "images": len(mine),
@@ -434,9 +455,10 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
     metrics = metric_columns(protocols)
     sizes = [m.size for m in methods if m.size]
     macs_at = sizes[0]["size"] if sizes else None
-    columns = ["dataset", "method", *metrics, "images", "runtime_s"] + (["params_m", "gmacs"] if sizes else [])
+    columns = (["dataset", "method", *metrics, "brightness", "images", "runtime_s"]
+               + (["params_m", "gmacs"] if sizes else []))
     headers = {"dataset": "data set", "images": "images", "runtime_s": "s / image", "params_m": "params (M)",
-               "gmacs": f"GMACs at {macs_at}"}
+               "gmacs": f"GMACs at {macs_at}", "brightness": "Δ brightness"}
     headers.update({c: f"{c.split('/')[1].upper()} ({c.split('/')[0]})" for c in metrics})
     digits = {c: (2 if c.endswith("psnr") else 4) for c in metrics}
     digits.update(runtime_s=3, params_m=3, gmacs=2)
@@ -457,6 +479,9 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
             + (compare_markdown(comparisons, protocols, info["bootstrap"]) if comparisons is not None else "")
             + "\nRows:\n" + (f"- `{INPUT_ROW}`: the rainy images themselves (no deraining)\n"
                              if not info["no_input_row"] else "") + "".join(lines)
+            + "\n`Δ brightness`: mean of the output minus mean of the ground truth (0 to 1 scale; "
+              "negative = darker). Dry sets are rain-free photos scored against themselves: the "
+              "model should return them unchanged.\n"
             + f"\nSettings: device {info['device']} ({info['threads']['count']} CPU "
               f"thread{'' if info['threads']['count'] == 1 else 's'}, {info['threads']['source']}), "
               f"precision {info['precision']}, full-size images, batch {info['batch']}, "
@@ -466,7 +491,7 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
               f"a set containing one is inf.\n\nProtocols:\n"
             + "".join(f"- `{p}`: {info['protocol_notes'].get(p, '')}\n" for p in protocols))
     write_text(out / "results.md", text)
-    csv_columns = ["dataset", "method", *metrics, "images", "runtime_s", "params", "gmacs"]
+    csv_columns = ["dataset", "method", *metrics, "brightness", "images", "runtime_s", "params", "gmacs"]
     write_csv(out / "results.csv", summary, csv_columns)
     write_text(out / "results.json", json.dumps({**info, "rows": summary, "comparisons": comparisons},
                                                 indent=2) + "\n")
@@ -480,7 +505,7 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
                                label=f"tab:results-{p}"))
     write_text(out / "results.tex", "\n".join(tex))
     if write_per_image:
-        keys = [k for k in per_image[0] if "/" in k]
+        keys = [k for k in per_image[0] if "/" in k] + ["brightness"]
         write_csv(out / "per_image.csv", per_image,
                   ["dataset", "method", "name", "height", "width", "runtime_s", *keys])
     return text
@@ -581,7 +606,7 @@ def run(args) -> dict:
     labels = ([] if args.no_input_row else [INPUT_ROW]) + [m.name for m in methods]
     by_name = {m.name: m for m in methods}
     summary, per_image = [], []
-    metric_keys = metric_columns(args.protocol_list)
+    metric_keys = metric_columns(args.protocol_list) + ["brightness"]
     info["wall_s"] = {}
     for name, _, pairs in sets:
         start = time.perf_counter()

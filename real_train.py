@@ -62,7 +62,8 @@ from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, wri
 from utils.io.panels import fit_within, side_by_side
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
-from utils.online import (OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch, tone_change,
+from utils.metrics.tone import tone_change
+from utils.online import (OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch,
                           training_input)
 from utils.online_report import comparison, report, round_stats
 from utils.synthetic.photos import load_split

@@ -62,9 +62,12 @@ def test_bad_overrides_name_the_problem(bad, message):
 
 
 def test_stream_shares_may_not_add_up_to_more_than_one():
-    assert build_config("paper", ["data.dry_share=0.4", "data.streak_share=0.6"]).data.dry_share == 0.4
+    fresh = "data.synthetic_fresh=true"
+    assert build_config("paper", [fresh, "data.dry_share=0.4", "data.streak_share=0.6"]).data.dry_share == 0.4
     with pytest.raises(ConfigError, match=r"data.dry_share \+ data.streak_share: 1.1 is more than 1"):
-        build_config("paper", ["data.dry_share=0.5", "data.streak_share=0.6"])
+        build_config("paper", [fresh, "data.dry_share=0.5", "data.streak_share=0.6"])
+    with pytest.raises(ConfigError, match="need data.synthetic_fresh=true and no data.root"):
+        build_config("paper", ["data.dry_share=0.2"])
 
 
 def test_overrides_parse_by_the_field_type_not_the_look_of_the_value():

@@ -109,8 +109,48 @@ def test_eval_default_is_embedded_synthetic_sets(tmp_path, checkpoint):
     run(["--synthetic-count", "2", "--protocols", "rgb", "--out", str(out)], checkpoint)
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["dataset"], r["method"]) for r in rows] == [
-        (f"synthetic-{p}", label) for p in ("light", "heavy", "shifted", "mixed", "gusty")
-        for label in ("rainy input", "ckpt")]
+        (f"synthetic-{p}", label) for p in ("light", "heavy", "shifted", "mixed", "streaks", "gusty")
+        for label in ("rainy input", "ckpt")] + [("synthetic-dry", "ckpt")]
+
+
+def test_dry_sets_score_the_photo_against_itself_with_its_brightness_shift(tmp_path, checkpoint):
+    """A rain-free photo goes in and is the truth: the row is the harm the model does. No input
+    row (it would be the photo itself, PSNR inf); Δ brightness is mean(output) - mean(photo)."""
+    folder = tmp_path / "dry_photos"
+    rng = np.random.default_rng(3)
+    photos = [rng.random((40, 56, 3)).astype(np.float32) * 0.6 + 0.2 for _ in range(2)]
+    for i, photo in enumerate(photos):
+        write_image(folder / f"p{i}.png", photo)
+    before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
+    out = tmp_path / "ev_dry"
+    run(["--dry", f"mine={folder}", "--synthetic", "dry", "--synthetic-count", "2",
+         "--protocols", "rgb", "--out", str(out), "--per-image"], checkpoint)
+    assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before  # only read
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["dataset"], r["method"]) for r in rows] == [("dry-mine", "ckpt"), ("synthetic-dry", "ckpt")]
+    model, _ = load_model(checkpoint)
+    shifts, psnrs = [], []
+    for i in range(2):
+        photo = read_image(folder / f"p{i}.png")
+        pred = to_image(derain(model, to_tensor(photo)[None])[0])
+        shifts.append(np.clip(pred, 0, 1).mean() - photo.mean())
+        psnrs.append(image_metrics(pred, photo, ("rgb",))["rgb/psnr"])
+    assert rows[0]["brightness"] == pytest.approx(np.mean(shifts), abs=1e-5)
+    assert rows[0]["rgb/psnr"] == pytest.approx(np.mean(psnrs), abs=1e-3)
+    table = (out / "results.md").read_text()
+    assert "Δ brightness" in table and "Dry sets are rain-free photos" in table
+    with (out / "per_image.csv").open() as handle:
+        assert "brightness" in next(csv.reader(handle))
+
+
+def test_brightness_column_signs_the_rainy_input_brighter(tmp_path, checkpoint, paired):
+    out = tmp_path / "ev_b"
+    run(["--data", str(paired), "--protocols", "rgb", "--out", str(out)], checkpoint)
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["rainy input"]["brightness"] > 0.05  # the white streaks of the fixture
+    with pytest.raises(UserError, match="no images"):
+        (tmp_path / "empty").mkdir()
+        run(["--dry", str(tmp_path / "empty"), "--out", str(tmp_path / "x")], checkpoint)
 
 
 def test_eval_errors(tmp_path, checkpoint, monkeypatch):

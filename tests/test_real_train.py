@@ -21,7 +21,8 @@ from utils.engine.trainer import Trainer
 from utils.inference import derain
 from utils.io.checkpoints import load_checkpoint, load_model, save_checkpoint
 from utils.io.images import read_image, to_tensor, write_image
-from utils.online import OnlineCrops, keep_tone, replays_clean, rotate_flip, tone_change, training_input
+from utils.metrics.tone import tone_change
+from utils.online import OnlineCrops, keep_tone, replays_clean, rotate_flip, training_input
 from utils.online_report import round_stats, tone_drift
 
 

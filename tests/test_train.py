@@ -1,8 +1,10 @@
 """Training engine and train.py: loss goes down, exact resume, signals, bad steps, DDP (CPU, tiny)."""
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import torch.utils._python_dispatch
 import losses
 import train
 from config import Config, build_config
-from dataset import synthetic_pairs
+from dataset import DryPhotos, synthetic_from_config, synthetic_pairs
 from losses import HCNLoss
 from networks import build_model
 from utils.engine.distributed import DistInfo
@@ -25,6 +27,7 @@ from utils.engine.rng import capture_rng, restore_rng, seed_everything
 from utils.engine.run_dir import RunDir
 from utils.engine.sampler import ResumableSampler
 from utils.engine.trainer import Trainer, TrainingAborted
+from utils.engine.validation import evaluate
 from utils.errors import UserError
 from utils.io.checkpoints import load_checkpoint, load_model
 
@@ -389,3 +392,22 @@ def test_train_init_starts_from_the_weights_with_a_fresh_schedule(tmp_path):
     missing = tiny_args(tmp_path, 1, f"train.init={tmp_path / 'nope.pth'}", "train.name=missing")
     with pytest.raises(UserError, match="nope.pth does not exist"):
         train.main(missing)
+
+
+def test_validation_and_the_final_report_measure_the_harm_done_to_dry_photos(tmp_path):
+    """A recipe that darkens rain-free photos is seen during training: each validation scores
+    the val photos without rain (PSNR against themselves, brightness shift), and final.json
+    holds the same for the test photos; the numbers match a direct evaluation."""
+    assert train.main(tiny_args(tmp_path, 2, "data.synthetic_fresh=true", "data.dry_share=0.5",
+                                       "data.streak_share=0.25")) == 0
+    log = (tmp_path / "tiny" / "train.log").read_text()
+    found = re.findall(r"step 2: val photos without rain come back at ([\d.]+) dB, brightness ([-+][\d.]+)", log)
+    assert found, log
+    final = json.loads((tmp_path / "tiny" / "final.json").read_text())
+    dry = [t for t in final["test"] if t["preset"] == "dry"]
+    assert len(dry) == 1 and dry[0]["images"] == 2
+    model, cfg = load_model(tmp_path / "tiny" / "best.pth")
+    test = synthetic_from_config(cfg.data, "test", preset="light")
+    expected = evaluate(model, DryPhotos(test), torch.device("cpu"), panels=0)["output"]
+    assert dry[0]["output"]["rgb/psnr"] == pytest.approx(expected["rgb/psnr"], abs=1e-4)
+    assert dry[0]["output"]["brightness"] == pytest.approx(expected["brightness"], abs=1e-6)

@@ -168,16 +168,6 @@ def keep_tone(label: torch.Tensor, reference: torch.Tensor, sigma: float = TONE_
     return torch.from_numpy(np.clip(out, 0.0, 1.0)).permute(2, 0, 1).contiguous()
 
 
-def tone_change(output: torch.Tensor, reference: torch.Tensor) -> dict:
-    """How far `output` ([3,H,W]) moved in tone from `reference`, the same photo's round-0 output:
-    `brightness_change`, the change of the mean over all pixels and channels (negative: darker),
-    and `colour_shift`, the largest gap between one channel's change of mean and that mean
-    change (a tint: channels moving apart). Needs no ground truth, so it works on real photos."""
-    delta = output.float().mean(dim=(-2, -1)) - reference.float().mean(dim=(-2, -1))
-    return {"brightness_change": float(delta.mean()),
-            "colour_shift": float((delta - delta.mean()).abs().max())}
-
-
 def training_input(method: str, batch: dict) -> torch.Tensor:
     """What the model sees in an online-update step: the rainy crop O_i, or, for the rain-transfer
     method, the pseudo-clean crop B_i plus the other photo's (turned) rain layer R_j."""

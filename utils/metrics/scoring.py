@@ -12,18 +12,25 @@ import torch
 
 from utils.io.images import to_image
 from utils.metrics.protocols import image_metrics
+from utils.metrics.tone import brightness_shift
+
+
+def scores(pred: np.ndarray, target: np.ndarray, protocols=("rgb",), crop_border: int = 0) -> dict:
+    """`image_metrics` (PSNR/SSIM per protocol) plus `brightness`, the tone error
+    mean(pred) - mean(target) (utils.metrics.tone), of HWC images."""
+    return {**image_metrics(pred, target, protocols=protocols, crop_border=crop_border),
+            "brightness": brightness_shift(pred, target)}
 
 
 def score_pair(pred: torch.Tensor, item: dict, protocols=("rgb",), crop_border: int = 0,
                with_input: bool = True) -> tuple[np.ndarray, dict, dict | None]:
-    """(prediction as HWC, its metrics, the rainy input's metrics or None) against item["clean"].
+    """(prediction as HWC, its `scores`, the rainy input's scores or None) against item["clean"].
 
     The prediction is scored unclipped: each protocol clips/quantises as its script does.
     """
     pred_img, clean_img = to_image(pred), to_image(item["clean"])
-    out = image_metrics(pred_img, clean_img, protocols=protocols, crop_border=crop_border)
-    inp = (image_metrics(to_image(item["rainy"]), clean_img, protocols=protocols,
-                         crop_border=crop_border) if with_input else None)
+    out = scores(pred_img, clean_img, protocols, crop_border)
+    inp = scores(to_image(item["rainy"]), clean_img, protocols, crop_border) if with_input else None
     return pred_img, out, inp
 
 
