@@ -12,7 +12,9 @@ import eval as evaluate_script
 from dataset import DatasetError, build_train_val, detect_layout, open_pairs
 from config import demo
 from utils.io.images import read_image, write_image
+from utils.io.name_matching import RESULT_NAME_RULES
 from utils.metrics.protocols import image_metrics
+from utils.metrics.result_folders import restored_only
 
 BUILDERS = [benchmarks.prenet_rain100, benchmarks.prenet_train, benchmarks.prenet_rain12,
             benchmarks.li_rain12, benchmarks.ddn_rain1400, benchmarks.jorder_rain200,
@@ -142,3 +144,23 @@ def test_detection_failure_says_what_was_found_and_what_is_nearest(tmp_path):
     (spa.data.parent / "Real_Internet.txt").write_text("/Real_Internet/1.png /Real_Internet/1.png\n")
     with pytest.raises(DatasetError, match="found 2 list files"):
         open_pairs(spa.data.parent)
+
+
+def test_restored_files_are_told_from_the_copies_beside_them(tmp_path):
+    def names(*files):
+        return [p.name for p in restored_only([tmp_path / f for f in files])]
+
+    rcdnet = ("norain-1_x2_HR.png", "norain-1_x2_LR.png", "norain-1_x2_SR.png", "norain-2_x2_SR.png")
+    assert names(*rcdnet) == ["norain-1_x2_SR.png", "norain-2_x2_SR.png"]
+    assert names("1_DR.png", "1_GT.png", "2_DR.png") == ["1_DR.png", "2_DR.png"]
+    # Without copies, or with a file of no known tag, a folder is taken as it is.
+    assert names("1_SR.png", "2_SR.png") == ["1_SR.png", "2_SR.png"]
+    assert names("1_DR.png", "1_GT.png", "notes_1.png") == ["1_DR.png", "1_GT.png", "notes_1.png"]
+    assert names("a_gt.png", "b_gt.png") == ["a_gt.png", "b_gt.png"]
+
+
+def test_short_method_tags_need_a_separator():
+    rules = {label: right for label, _, right in RESULT_NAME_RULES}
+    suffix = rules["names without method suffixes (_derain, _out, _x2_SR, ...)"]
+    assert suffix("norain-12_x2_SR") == suffix("norain-12") == "12"
+    assert suffix("7_DR") == "7" and suffix("laser") == "laser" and suffix("cedar") == "cedar"

@@ -57,6 +57,7 @@ def test_eval_checks_headers_before_scoring_and_the_pixel_limit(tmp_path, monkey
     data = tmp_path / "data"
     _set_with_bad_files(data, good=2)
     monkeypatch.setattr(evaluate_script, "evaluate_set", lambda *a, **k: pytest.fail("scored a broken set"))
+    monkeypatch.setenv("HCN_MAX_PIXELS", "100000000")  # --max-pixels sets it: restored after the test
     argv = ["--data", str(data), "--results", f"M={data / 'target'}", "--device", "cpu", "--out",
             str(tmp_path / "o"), "--max-pixels", "1000"]
     with pytest.raises(UserError, match=r"9 of 9 pairs cannot be used.*input/0.png: 48x40 = .* over the limit of 0.001 megapixels"):

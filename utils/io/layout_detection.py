@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence, Union
 
+from utils import logs
 from utils.io.images import is_image_file
 from utils.io.layouts import (CLEAN_DIR_NAMES, DDN_CLEAN_DIRS, DDN_RAINY_DIRS, FOLDER_NAME_PAIRS,
                               LIST_SUFFIXES, PRENET_RAINY_DIR, RAINY_DIR_NAMES, SIDE_ORDER_CHOICES,
                               DatasetError, PairEntry, few, in_gt_files, layout_by_names, list_files,
-                              list_images, log, rain200_scaled, read_data_image, subfolders)
+                              list_images, rain200_scaled, read_data_image, subfolders)
 from utils.io.side_by_side import looks_side_by_side, sample, side_order_of
+
+log = logs.get("dataset")
 
 
 def detect_layout(root: Union[str, Path]) -> str:

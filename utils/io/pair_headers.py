@@ -29,14 +29,18 @@ def header_size(path: Path) -> tuple[int, int]:
     return size
 
 
-def _pair_size(entry: PairEntry) -> tuple[int, int]:
-    """(height, width) of the pair's clean image; DatasetError/ImageReadError says what is wrong."""
+def _pair_size(entry: PairEntry, known: dict) -> tuple[int, int]:
+    """(height, width) of the pair's clean image; DatasetError/ImageReadError says what is wrong.
+    `known` keeps the sizes read so far: a clean image shared by many rainy ones (DDN: 14,
+    SPA-Data: a video's frames) is read once."""
     width, height = header_size(entry.rainy)
     if entry.clean is None:  # side by side: the clean image is one half
         if width < 2:
             raise DatasetError(f"{entry.rainy}: {width} px wide, too narrow to hold a side-by-side pair")
         return height, width // 2
-    clean = header_size(entry.clean)
+    if entry.clean not in known:
+        known[entry.clean] = header_size(entry.clean)
+    clean = known[entry.clean]
     if clean != (width, height):
         raise DatasetError(size_mismatch(entry, (width, height), clean))
     return height, width
@@ -53,10 +57,11 @@ def pair_sizes(entries: Sequence[PairEntry], label: str) -> list[tuple[int, int]
     the broken pairs (count and first few; beyond those a warning names each one)."""
     sizes: list[Optional[tuple[int, int]]] = []
     broken: list[str] = []
+    known: dict[Path, tuple[int, int]] = {}
     for entry in tqdm(entries, desc=f"checking {label}", unit="pair", leave=False, dynamic_ncols=True,
                       disable=not logs.bars_enabled() or len(entries) < 1000):
         try:
-            sizes.append(_pair_size(entry))
+            sizes.append(_pair_size(entry, known))
         except (DatasetError, ImageReadError) as error:
             sizes.append(None)
             broken.append(str(error))
