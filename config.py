@@ -76,7 +76,9 @@ class DataConfig:
     # None: the embedded synthetic rain set (no download). Otherwise a data set folder.
     root: Optional[str] = None
     layout: str = "auto"  # see dataset.LAYOUTS
-    side_order: str = "clean-rainy"  # for side-by-side pairs: which half is which
+    # Side-by-side pairs: which half is which (clean-rainy | rainy-clean | auto: the half rain
+    # brightens is the rainy one, judged on a few images; utils/io/side_by_side.py).
+    side_order: str = "auto"
     # Rain style of the embedded set: light | heavy | shifted | mixed (a new random style per
     # image); "gusty" is held out from training (utils/synthetic/styles.py).
     synthetic_preset: str = "light"

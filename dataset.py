@@ -16,8 +16,12 @@ from torch.utils.data import Dataset
 
 from utils.inference import dihedral
 from utils.io.images import IMAGE_SUFFIXES, is_image_file, to_tensor
-from utils.io.layouts import (ERRORS_SHOWN, LAYOUTS, SIDE_ORDERS, DatasetError, PairEntry, detect_layout,
-                              list_images, natural_key, pair_entries, read_data_image, unique_names)
+from utils.io.layout_detection import detect_layout, resolve_side_order
+from utils.io.layouts import (LAYOUTS, SIDE_ORDER_CHOICES, SIDE_ORDERS, DatasetError, PairEntry, list_images,
+                              pair_entries, read_data_image)
+from utils.io.name_matching import natural_key, unique_names
+from utils.io.pair_headers import pair_sizes, size_mismatch
+from utils.io.side_by_side import halves
 from utils.synthetic.photos import load_split, training_background
 from utils.synthetic.rain import add_rain
 from utils.synthetic.sets import make_rainy_set
@@ -42,6 +46,7 @@ class PairedImages(Dataset):
         self.root = Path(root)
         self.layout = layout
         self.side_order = side_order
+        self._sizes: Optional[list] = None
 
     @property
     def names(self) -> list[str]:
@@ -62,35 +67,27 @@ class PairedImages(Dataset):
         entry = self.entries[index]
         if entry.clean is None:
             image = read_data_image(entry.rainy)
-            half = image.shape[1] // 2
-            if half < 1:
+            if image.shape[1] < 2:
                 raise DatasetError(f"{entry.rainy}: {image.shape[1]} px wide, too narrow to hold "
                                    "a side-by-side pair")
-            left, right = image[:, :half], image[:, half:2 * half]
+            left, right = halves(image)
             rainy, clean = (right, left) if self.side_order == "clean-rainy" else (left, right)
             return np.ascontiguousarray(rainy), np.ascontiguousarray(clean)
         rainy, clean = read_data_image(entry.rainy), read_data_image(entry.clean)
         if rainy.shape != clean.shape:
-            raise DatasetError(f"pair size mismatch: rainy {entry.rainy} is "
-                               f"{rainy.shape[1]}x{rainy.shape[0]} but clean {entry.clean} is "
-                               f"{clean.shape[1]}x{clean.shape[0]} (width x height)")
+            raise DatasetError(size_mismatch(entry, rainy.shape[1::-1], clean.shape[1::-1]))
         return rainy, clean
 
     def __getitem__(self, index: int) -> dict:
         rainy, clean = self.load(index)
         return {"name": self.entries[index].name, "rainy": to_tensor(rainy), "clean": to_tensor(clean)}
 
-    def verify(self) -> None:
-        """Read every pair now and report all problems at once (slow on big sets)."""
-        errors = []
-        for i in range(len(self)):
-            try:
-                self.load(i)
-            except DatasetError as error:
-                errors.append(str(error))
-        if errors:
-            raise DatasetError(f"{len(errors)} of {len(self)} pairs are broken: "
-                               + " | ".join(errors[:ERRORS_SHOWN]) + (" | ..." if len(errors) > ERRORS_SHOWN else ""))
+    def verify(self) -> list[tuple[int, int]]:
+        """Check every pair now from its image headers (fast: utils.io.pair_headers) and return
+        (height, width) per pair; a DatasetError counts the broken pairs, a warning names each."""
+        if self._sizes is None:
+            self._sizes = pair_sizes(self.entries, str(self.root))
+        return self._sizes
 
 
 class _NamedImages(Dataset):
@@ -259,21 +256,22 @@ def _load_pair(pairs: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- public API
 
 
-def open_pairs(root: Union[str, Path], layout: str = "auto",
-               side_order: str = "clean-rainy") -> PairedImages:
-    """Open a paired data set folder (or pair list) in any of `LAYOUTS`; 'auto' detects it."""
+def open_pairs(root: Union[str, Path], layout: str = "auto", side_order: str = "auto") -> PairedImages:
+    """Open a paired data set folder (or pair list) in any of `LAYOUTS`; 'auto' detects the
+    layout, and the side order of side-by-side files (utils.io.side_by_side)."""
     root = Path(root).expanduser()
     if layout != "auto" and layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; choose 'auto' or one of {', '.join(LAYOUTS)}")
-    if side_order not in SIDE_ORDERS:
-        raise DatasetError(f"unknown side_order {side_order!r}; choose one of {SIDE_ORDERS}")
+    if side_order not in SIDE_ORDER_CHOICES:
+        raise DatasetError(f"unknown side_order {side_order!r}; choose one of {SIDE_ORDER_CHOICES}")
     if not root.exists():
         raise DatasetError(f"{root}: no such file or folder")
     if layout == "auto":
         layout = detect_layout(root)
     elif root.is_file() and layout not in ("pair-list", "side-by-side"):
         raise DatasetError(f"{root}: layout {layout!r} needs a folder, got a file")
-    return PairedImages(pair_entries(root, layout), root, layout, side_order)
+    entries = pair_entries(root, layout)
+    return PairedImages(entries, root, layout, resolve_side_order(root, layout, entries, side_order))
 
 
 def open_rainy(path: Union[str, Path], recursive: bool = False) -> RainyImages:
@@ -423,12 +421,14 @@ def build_train_val(data_cfg, seed: int) -> tuple[Dataset, Dataset]:
     (`synthetic_count` / `synthetic_val_count` images, generated from `synthetic_seed` so that
     the data do not change with the training seed). With `synthetic_fresh` the train side is
     None: training uses `synthetic_stream_from_config` instead. Otherwise `open_pairs(root,
-    layout, side_order)` split by `val_fraction` with `seed`.
+    layout, side_order)`, its headers checked (`PairedImages.verify`), split by `val_fraction`
+    with `seed`.
     """
     if data_cfg.root is None:
         train = None if data_cfg.synthetic_fresh else synthetic_from_config(data_cfg, "train")
         return train, synthetic_from_config(data_cfg, "val")
     pairs = open_pairs(data_cfg.root, data_cfg.layout, data_cfg.side_order)
+    pairs.verify()  # every pair's header before the first step: all broken files at once
     return split_train_val(pairs, data_cfg.val_fraction, seed)
 
 

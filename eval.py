@@ -113,8 +113,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="images per synthetic test set (default: the first checkpoint config's "
                              "data.synthetic_test_count; the demo preset's without a checkpoint)")
     parser.add_argument("--layout", default="auto", help="layout of every --data set (default: auto)")
-    parser.add_argument("--side-order", default="clean-rainy",
-                        help="for side-by-side pair files: clean-rainy or rainy-clean")
+    parser.add_argument("--side-order", default="auto",
+                        help="for side-by-side pair files: clean-rainy, rainy-clean or auto (default: "
+                             "the rainy half is the one rain brightens, judged on a few images)")
     parser.add_argument("--protocols", default="rgb,y,y-float",
                         help="comma-separated metric protocols (default: rgb,y,y-float)")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each side before metrics")
@@ -205,8 +206,7 @@ def open_datasets(args, data_cfg) -> list[tuple[str, str, object]]:
         name, path = parse_data_arg(text)
         name = unique(name, names)
         pairs = dataset.open_pairs(path, layout=args.layout, side_order=args.side_order)
-        if len(pairs) == 0:
-            raise dataset.DatasetError(f"{path}: no image pairs found (layout {args.layout})")
+        pairs.verify()  # every header before the model runs: all broken files at once
         sets.append((name, str(path), pairs))
     for text in args.dry:
         name, path = parse_data_arg(text)
@@ -237,7 +237,7 @@ def open_datasets(args, data_cfg) -> list[tuple[str, str, object]]:
 def truth_shapes(pairs) -> list[tuple]:
     if hasattr(pairs, "clean_images"):  # in memory
         return [c.shape for c in pairs.clean_images]
-    return [pairs.load(i)[1].shape for i in range(len(pairs))]
+    return [(height, width, 3) for height, width in pairs.verify()]  # from the headers
 
 
 def open_results(args, sets, taken: set) -> list[Method]:

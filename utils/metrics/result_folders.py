@@ -1,9 +1,11 @@
 """Other methods' derained images on disk ("result folders"), paired with a data set's ground truth.
 
 A result folder holds one image per ground-truth image, named after it by any of the rules
-the data set layouts use (`utils.io.layouts.RESULT_NAME_RULES`, tried in order): exact names, names
-without rain/norain tokens (`rain-001` ~ `norain-001`), names without a method suffix
-(`001_derain`, `1_out`, `rain-001_result`, ...) and the last number in the name (`1` ~ `001`).
+the data set layouts use (`utils.io.name_matching.RESULT_NAME_RULES`, tried in order): exact
+names, names without rain/norain tokens (`rain-001` ~ `norain-001`), names without a method
+suffix (`001_derain`, `1_out`, `rain-001_result`, `norain-1_x2_SR`, ...) and the last number in
+the name (`1` ~ `001`). Test scripts that save copies of the input and the ground truth next to
+each result (`RESTORED_WITH_COPIES`) are read as they are: only the restored files count.
 For anything else, `pattern` (eval.py --match) is a regular expression searched in each
 result file's stem whose first group is the name used by those rules (files it does not
 match pair with nothing). Every ground-truth image needs exactly one result and every result
@@ -27,11 +29,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from utils.io.layouts import RESULT_NAME_RULES, few, list_images, match_names
 from utils.io.images import ImageReadError, read_image
+from utils.io.layouts import list_images
+from utils.io.name_matching import RESULT_NAME_RULES, few, match_names
 
 ALIGNS = ("error", "crop")
 MAX_CROP = 32  # pixels per side a method may crop or pad under align="crop"
+# (tag of the restored image, tags of the copies saved beside it) at the end of the file names:
+# RCDNet and JORDER-E (EDSR code) write norain-1_x2_SR.png with _LR (rainy) and _HR (ground
+# truth); DRSformer's evaluation folder holds 1_DR.png with 1_GT.png.
+RESTORED_WITH_COPIES = (("_sr", ("_lr", "_hr")), ("_dr", ("_gt",)))
 
 
 class ResultsError(ValueError):
@@ -75,7 +82,7 @@ def folder_for_set(root: str | Path, set_name: str, set_count: int) -> Path:
 def pair_results(folder: str | Path, names: Sequence[str], pattern: Optional[str] = None) -> list[Path]:
     """The result file for each ground-truth name, in order; ResultsError names what is unpaired."""
     folder = Path(folder)
-    files = list_images(folder)
+    files = restored_only(list_images(folder))
     if not files:
         raise ResultsError(f"{folder}: no images")
     rules = result_rules(pattern)
@@ -94,6 +101,16 @@ def pair_results(folder: str | Path, names: Sequence[str], pattern: Optional[str
                      f"{few([files[j].name for j in found.lonely_right])}")
     raise ResultsError(f"{folder}: unmatched files ({'; '.join(parts)}; best rule: {found.rule}; "
                        "pass --match REGEX whose first group is the ground truth's name or number)")
+
+
+def restored_only(files: list[Path]) -> list[Path]:
+    """The restored images of a folder that also holds copies of the inputs and ground truth
+    (`RESTORED_WITH_COPIES`); other folders unchanged."""
+    for restored, copies in RESTORED_WITH_COPIES:
+        tags = [next((t for t in (restored, *copies) if p.stem.lower().endswith(t)), None) for p in files]
+        if None not in tags and restored in tags and len(set(tags)) > 1:
+            return [p for p, tag in zip(files, tags) if tag == restored]
+    return files
 
 
 def align(result: np.ndarray, truth: np.ndarray, mode: str = "error") -> tuple[np.ndarray, np.ndarray]:
