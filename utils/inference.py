@@ -1,6 +1,6 @@
 """Inference on images of any size: whole-image, overlapped tiles, and the flip self-ensemble.
 
-`derain` is the one entry point used by eval.py, show.py, bench.py and the online
+`derain` is the one entry point used by eval.py, show.py, scripts/bench.py and the online
 pseudo-label refresh. It always returns the bottom network's prediction (the model's
 answer, docs/method.md#architecture) and never runs the multi-scale training branches.
 
