@@ -39,10 +39,11 @@ class ModelConfig:
     encoder_blocks: Tuple[int, int, int] = (12, 2, 1)
     attention_reduction: int = 4  # key/query embedding width = channels // reduction
     attention_softmax_scale: float = 10.0
-    # Queries per attention chunk: bounds attention memory on large images. 128-512 is
-    # fastest on CPU (the score block stays in cache); a GPU may prefer 4096+.
+    # Queries per attention chunk: bounds attention memory on large images. Small enough that
+    # a chunk's score block stays in a CPU's cache; a GPU may prefer much larger chunks.
     attention_chunk: int = 256
-    # Recompute dense groups in backward instead of storing them (less memory, ~30% slower).
+    # Recompute dense groups in backward instead of storing them: less memory for more time
+    # (docs/training.md).
     checkpoint_activations: bool = False
     # Restore the released code's wiring bugs (N31 in N13's place, one decoder fusion, shared
     # mining modules, top Up2Down query A2; docs/method.md#released-code-bugs), for comparison only.
@@ -146,7 +147,7 @@ class OnlineConfig:
     # the held-out test photos with the ground truth hidden from the method (report only).
     data: Optional[str] = None
     name: str = "online"  # run directory runs/<name>/ (train.out_dir)
-    # How round k's pseudo-labels B^k are made (README, "Online update"):
+    # How round k's pseudo-labels B^k are made (docs/online_update.md):
     #   paper:  B^k = f_k(O), the current model on the rainy input (the paper's online update)
     #   direct: B^k = B^0, fixed labels never refreshed (the paper's baseline (c))
     #   chain:  B^k = f_k(B^{k-1}), the current model on the previous label: it removes what the
@@ -164,8 +165,9 @@ class OnlineConfig:
     replay: float = 0.0
     # Share of the replay items that are clean -> clean (a clean image is a fixed point of the
     # derainer, which keeps `chain` from compounding); the others are rainy -> clean. On real
-    # photos these items taught the model to leave haze alone: its outputs brightened round
-    # after round (README). Configs saved when this was a switch: true = 0.5, false = 0.
+    # photos these items teach the model to leave haze alone, so its outputs can brighten
+    # round after round (docs/online_update.md). Configs saved when this was a switch:
+    # true = 0.5, false = 0.
     replay_clean: float = 0.5
     # Pseudo-labels of round k > 0 keep the tone of B^0: B^k - G(B^k) + G(B^0), G a 6 px
     # Gaussian blur (utils/online.py, keep_tone). Streaks are thin, so labels can still lose
@@ -180,8 +182,8 @@ class OnlineConfig:
     # Stop when a round loses more than this (dB) on the synthetic guard set (the synthetic
     # model's own rain, data.synthetic_preset, at target_size on target_count held-out val
     # photos; no target ground truth); the result (final.pth) is then the round before.
-    # 0: never stop early. Round-to-round noise of the 8-image set is ~0.2 dB, so 0.1 stops
-    # at random; 0.3 catches a collapse (chain labels without replay lost 7.7 dB in-domain).
+    # 0: never stop early. Above the guard set's round-to-round noise, far below a collapse
+    # (docs/online_update.md gives both).
     guard_db: float = 0.3
     # The embedded demonstration (data None): rain style, side and count of the test photos.
     target: str = "gusty"
@@ -193,13 +195,12 @@ class OnlineConfig:
     # Score every round's outputs with the no-reference BRISQUE (utils/metrics/noref.py).
     nr_score: bool = True
     # Pseudo-label refresh: tiled inference above this side (0: never tile). The mining
-    # attention is quadratic in tile area: on CPU 256 px tiles cost 1/3 of 512 px tiles per pixel.
+    # attention is quadratic in tile area, so smaller tiles cost less per pixel.
     tile: int = 256
     # Refresh pseudo-labels with the flip self-ensemble (mean over the 4 flips) of the current
-    # model instead of its plain output (not in the paper, which uses the plain output; 4x the
-    # refresh cost). Off by default: on the shipped weights (gusty, transfer) it gained +0.42
-    # dB after 5 rounds against +0.41 with plain labels; with the older x8 ensemble on the
-    # demo's shifted set it moved the hidden-GT PSNR by -0.02..+0.00 dB (seed noise ~0.05 dB).
+    # model instead of its plain output (not in the paper, which uses the plain output). Off
+    # by default: it costs 4x the refresh and its gain stayed within seed noise
+    # (docs/online_update.md, "What made the difference on gusty rain").
     ensemble_labels: bool = False
     # Precision of the pseudo-label refresh and of the per-round scoring (fp32 | bf16 | auto;
     # utils/engine/precision.py); the update's training steps follow train.precision.
@@ -254,8 +255,8 @@ def demo() -> Config:
         model=ModelConfig(channels=12, encoder_blocks=(3, 1, 1)),
         data=DataConfig(patch_size=64, augment=True, synthetic_size=96, synthetic_count=48,
                         num_workers=0),
-        # 480 iterations: the val PSNR plateaus after the second lr decay (measured: +6.5 dB
-        # on the light test split at 600; 400 -> 600 added < 0.05 dB).
+        # 480 iterations: the val PSNR plateaus after the second lr decay, so more steps buy
+        # nothing measurable (docs/training.md, "Presets").
         train=TrainConfig(
             name="demo", iterations=480, batch_size=4, lr=1e-3, val_every=120,
             ckpt_every=120, log_every=10, image_every=120,
@@ -270,11 +271,10 @@ def demo() -> Config:
 
 def standard() -> Config:
     """Stage 1 of the shipped model (then `standard_refine`, `standard_stage3`, `standard_p160`):
-    `mixed` synthetic rain on a 2-core CPU in about 75 minutes.
+    `mixed` synthetic rain, sized to train on a CPU in hours.
 
-    Width 16 with 3/1/1 blocks and 96 px patches: at one thread a training step at batch 4
-    takes ~2.7 s, against ~12.6 s for width 20, 6/2/1 blocks and 128 px patches (README,
-    "The shipped model", gives the measured trade-off).
+    Width 16 with 3/1/1 blocks and 96 px patches, chosen on what a training step costs at each
+    size (docs/shipped_model.md, "Why this size").
     """
     return Config(
         # Trained on 96 px patches, used on whole photos: position interpolation (measured in
@@ -288,16 +288,17 @@ def standard() -> Config:
             gamma=0.25, grad_clip=1.0, ema_decay=0.995, val_every=250, ckpt_every=50,
             log_every=10, image_every=250,
         ),
-        # SSIM alone (the paper's loss) left the outputs ~0.05 too dark on light rain, so L1 on
-        # the bottom output joins at step 822 of 1200 (where the shipped run switched it on).
+        # SSIM alone (the paper's loss) leaves a uniform brightness offset, which L1 on the
+        # bottom output corrects (docs/shipped_model.md); it joins at step 822, where the
+        # shipped run switched it on.
         loss=LossConfig(online_lambda=(224 / 96) ** 2 * 8e-5, l1_weight=1.0, l1_start=822),
         # Rain transfer with L1 to the labels, synthetic replay (rainy -> clean and clean ->
-        # clean) and the guard, at lr 1e-5: the mode that beat the model alone on the shipped
-        # weights (README, "Online update on real rain"); at 1e-4 a fresh Adam's first steps
-        # (about lr per weight each) cost ~1 dB in the first round. Crops as large as the
-        # refresh tiles (online.tile): a label is the model's output with a whole tile in
-        # view, and on 96 px crops of 256 px photos the model learned to brighten
-        # (docs/online_update.md); on smaller images the crop is the whole image.
+        # clean) and the guard: the mode that beat the model alone on the shipped weights
+        # (docs/online_update.md). A small lr because the shipped weights carry no optimizer
+        # state: a fresh Adam moves every weight by about lr in its first steps. Crops as
+        # large as the refresh tiles (online.tile): a label is the model's output with a
+        # whole tile in view, and on smaller crops the model learns a tone shift; on smaller
+        # images the crop is the whole image.
         online=OnlineConfig(name="standard_online", method="transfer", loss="l1", replay=1.0,
                             rounds=5, epochs_per_round=2, batch_size=2, patch_size=256, lr=1e-5,
                             lr_steps=(), target_size=96, target_count=8,
@@ -307,8 +308,8 @@ def standard() -> Config:
 
 def standard_refine() -> Config:
     """Second stage of the shipped model: `standard`'s best weights trained 1,200 more steps with
-    L1 on from the first step (the SSIM-only first stage plateaued at ~18.9 dB on val), a new
-    lr schedule and new training samples (another seed)."""
+    L1 on from the first step (the SSIM-only part of the first stage had plateaued;
+    docs/shipped_model.md), a new lr schedule and new training samples (another seed)."""
     cfg = standard()
     cfg.train = TrainConfig(
         name="standard_refine", init="runs/standard/best.pth", seed=67, iterations=1200,
@@ -320,9 +321,8 @@ def standard_refine() -> Config:
 
 def standard_stage3() -> Config:
     """Third stage of the shipped model: stage 2's best weights trained 1,500 more steps with
-    15% flat, bright clean backgrounds. The stage-2 model darkened every low-contrast bright
-    scene as if it were haze (grey test photos lost up to 6 dB; real photos got 0.03-0.15
-    darker on average)."""
+    15% flat, bright clean backgrounds: without them a model darkens every low-contrast bright
+    scene as if it were haze (docs/shipped_model.md measures it on the stage-2 model)."""
     cfg = standard_refine()
     cfg.data.flat_scenes = 0.15
     cfg.train.name, cfg.train.init, cfg.train.seed = "standard_stage3", "runs/standard_refine/best.pth", 68

@@ -4,8 +4,8 @@
 DRG(n): s_0 = x, L = [x]; for i = 1..n: r_i = RB_i(s_{i-1} + skip_i), L += [r_i],
 s_i = LReLU(Conv1x1(concat(L))). Returns s_n and [r_1..r_n].
 
-The dense concatenations dominate the released code's cost (measured: 7.4 GiB of saved
-tensors in a 224x224 training step, and most of the convolution time). Two code paths
+The dense concatenations dominate the released code's cost in memory and time
+(docs/performance.md, "Why the two differ"). Two code paths
 compute the same function:
 * no autograd (inference): the 1x1 convs are never applied to a concatenation; each
   member's contribution to all later 1x1 convs is pushed into one accumulator by a
@@ -167,7 +167,7 @@ class DenseResidualGroup(nn.Module):
             if keep_members:
                 members.append(r)
             del r
-            # Copy the strided block out first: a dense LeakyReLU is ~3x faster than a strided one.
+            # Copy the strided block out first: a LeakyReLU on dense memory is much faster.
             state_rows.copy_(acc[..., i * c:(i + 1) * c])
             state = F.leaky_relu(state_rows, SLOPE, inplace=True).permute(0, 3, 1, 2)
         return state, members

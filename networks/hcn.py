@@ -92,8 +92,8 @@ class HCN(nn.Module):
         if rainy.dtype != weight.dtype and not torch.is_autocast_enabled(rainy.device.type):
             raise ValueError(f"HCN weights are {weight.dtype} but the input is {rainy.dtype}; "
                              f"convert the input (e.g. rainy.to({weight.dtype}))")
-        # Channels-last is 3-4x faster for these narrow convs on CPU (oneDNN) and suits
-        # tensor cores on GPU; outputs are returned in the default layout.
+        # Channels-last is faster for these narrow convs on CPU (oneDNN; docs/performance.md)
+        # and suits tensor cores on GPU; outputs are returned in the default layout.
         o = rainy.contiguous(memory_format=torch.channels_last)
         n13 = self.N31 if self.legacy else self.N13
         # Scratch buffers shared by the modules of this call (inference only, see blocks.py).

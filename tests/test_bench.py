@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_runs_on_a_tiny_size_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "bench.py", "--preset", "demo", "--set", "model.channels=4",
+        [sys.executable, "scripts/bench.py", "--preset", "demo", "--set", "model.channels=4",
          "--set", "model.encoder_blocks=[1,1,1]", "--sizes", "24x40", "--train-size", "32",
          "--repeats", "1", "--threads", "1", "--device", "cpu", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -25,14 +25,14 @@ def test_bench_runs_on_a_tiny_size_and_writes_json(tmp_path):
 
 
 def test_bench_rejects_bad_size():
-    proc = subprocess.run([sys.executable, "bench.py", "--sizes", "12by4"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--sizes", "12by4"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "HxW" in proc.stderr
 
 
 def test_eval_overlap_without_the_sequential_pass(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "bench.py", "--eval-overlap", "--preset", "demo", "--images", "2",
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--eval-overlap", "--preset", "demo", "--images", "2",
                            "--size", "32x48", "--no-sequential", "--threads", "1", "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr

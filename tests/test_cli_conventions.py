@@ -80,7 +80,7 @@ CASES = {
         (["photos", "--checkpoint", "missing.pth"], "missing.pth"),
         (["photos", "--tile", "big"], "--tile"),
     ],
-    "bench": [
+    "scripts/bench": [
         (["--config", "missing.json"], "missing.json"),
         (["--set", "model.nofield=1"], "no field 'nofield'"),
     ],

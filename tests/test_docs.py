@@ -48,3 +48,19 @@ def test_pages_do_not_point_outside_the_project(page):
     outside = [t for t in local_links(page) if not (page.parent / t.partition("#")[0]).resolve()
                .is_relative_to(ROOT)]
     assert not outside and "../shared" not in page.read_text(), outside
+
+
+def test_readme_stays_a_front_door():
+    """At most 16 KB: details belong in docs/, one page per subject."""
+    size = len((ROOT / "README.md").read_bytes())
+    assert size <= 16 * 1024, f"README.md is {size} bytes; move details to docs/"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_tests_named_in_the_docs_exist(page):
+    """A guarantee's proof (docs/reliability.md) names a test: it must still be there."""
+    defined = set()
+    for test_file in (ROOT / "tests").glob("*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", test_file.read_text(), flags=re.M))
+    named = set(re.findall(r"`(?:[\w/]+\.py::)?(test_\w+)`", page.read_text()))
+    assert named <= defined, f"{page.name} names missing tests: {sorted(named - defined)}"

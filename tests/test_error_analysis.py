@@ -1,22 +1,12 @@
-"""docs/error_analysis.py: the ridge, the global statistics and a small end-to-end run."""
-import importlib.util
+"""scripts/error_analysis.py: the ridge, the global statistics and a small end-to-end run."""
 import re
-from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "error_analysis.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("error_analysis", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scripts import error_analysis as ea
 
 
 def test_ridge_recovers_a_linear_map_and_shrinks_with_the_penalty():
-    ea = load_script()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5)) * [1, 2, 3, 4, 5] + 7
     w = rng.normal(size=(5, 3))
@@ -26,7 +16,6 @@ def test_ridge_recovers_a_linear_map_and_shrinks_with_the_penalty():
 
 
 def test_global_stats_see_a_haze_veil():
-    ea = load_script()
     rng = np.random.default_rng(1)
     scene = rng.uniform(0.0, 0.6, size=(64, 64, 3)).astype(np.float32)
     hazed = scene * 0.6 + 0.9 * 0.4
@@ -38,7 +27,6 @@ def test_global_stats_see_a_haze_veil():
 
 
 def test_small_run_prints_every_set_and_the_tone_oracle_never_loses(capsys):
-    ea = load_script()
     assert ea.main(["--size", "40", "--fit-count", "8", "--alphas", "1,100", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"using (1|100)\n", out)

@@ -1,6 +1,6 @@
 """--precision fp32|bf16|auto: the resolution of `auto` (injected CPU flags), bf16 against fp32
 outputs, the scripts' records of the precision, SDPA against the chunked attention, and
-bench.py's --precisions / --gpu. bf16 is emulated (slow) on CPUs without native bf16, so
+scripts/bench.py's --precisions / --gpu. bf16 is emulated (slow) on CPUs without native bf16, so
 every bf16 forward here is tiny."""
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench
 import networks.attention as attention
 import show
 from config import demo
 from networks import build_model
 from networks.attention import attention_backend, chunked_attention
+from scripts import bench
 from utils.cli import open_model, run_main
 from utils.engine.precision import Precision, cpu_flags, cpu_has_fast_bf16, resolve
 from utils.errors import UserError
@@ -187,7 +187,7 @@ def test_sdpa_under_autocast_runs_in_the_autocast_dtype():
     torch.testing.assert_close(out.float(), chunked_attention(q, k, v, 10.0, 4), rtol=0.05, atol=0.02)
 
 
-# ----------------------------------------------------------------------------- bench.py
+# ----------------------------------------------------------------------------- scripts/bench.py
 def test_bench_gpu_without_cuda_is_a_one_line_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: --gpu runs")

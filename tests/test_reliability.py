@@ -47,7 +47,7 @@ def test_sigkill_at_each_write_then_resume_matches_an_uninterrupted_run(tmp_path
     # the issue: the other order is gone); during_best = a half-written best.pth temp file;
     # after_step = between two optimisation steps.
     points = "after_best:4,during_best:2,after_step:5"
-    done = subprocess.run([sys.executable, "tests/kill_trials.py", "--points", points, "--json",
+    done = subprocess.run([sys.executable, "scripts/kill_trials.py", "--points", points, "--json",
                            "--workdir", str(tmp_path)], cwd=ROOT, env=_env(), capture_output=True,
                           text=True, timeout=1200)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -68,3 +68,13 @@ def test_export_writes_half_precision_ema_weights_and_a_record(tmp_path):
     name = next(k for k, v in ema.items() if v.is_floating_point())
     assert exported[name].dtype == torch.float16
     assert torch.allclose(exported[name].float(), ema[name], atol=1e-2)  # the EMA weights
+
+
+def test_export_script_writes_the_weights_and_stores_a_position_extent(tmp_path, capsys):
+    from scripts import export_weights
+
+    out = tmp_path / "exported.pth"
+    assert export_weights.main([str(shipped.SHIPPED), "--out", str(out), "--position-extent", "96"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert load_checkpoint(out)["config"]["model"]["position_extent"] == 96
+    assert shipped.verify(out)["sha256"] == shipped.sha256(out)

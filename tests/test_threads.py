@@ -1,6 +1,6 @@
 """Thread counts (utils/threads.py): /proc parsing and the policy on injected texts, --threads
 in every script, background threads on one torch thread, and the busy processes of
-bench.py --load (utils/cpu_load.py) that must never outlive their run."""
+scripts/bench.py --load (utils/cpu_load.py) that must never outlive their run."""
 from __future__ import annotations
 
 import json
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench
 import eval as eval_script
 import real_train
 import show
 import train
+from scripts import bench
 from test_show import make_checkpoint
 from test_train import tiny_args
 from utils import cpu_load, threads

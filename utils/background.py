@@ -14,7 +14,7 @@ scoring cost nothing. On a CPU the network already uses every free core (utils.t
 background work only fills the gaps in that use; the rest is shared fairly by the kernel (a
 normal-priority thread: a lower one would starve whenever other processes keep every CPU
 busy), so a CPU-bound eval costs at most about what the sequential order costs. `python
-bench.py --eval-overlap` measures both against the bare forward.
+scripts/bench.py --eval-overlap` measures both against the bare forward.
 
 `Background(0)` runs every task at once in the calling thread (same single-thread rule), so
 the sequential path gives the same numbers bit for bit (tests/test_eval.py checks it).

@@ -1,6 +1,6 @@
 """Inference on images of any size: whole-image, overlapped tiles, and the flip self-ensemble.
 
-`derain` is the one entry point used by eval.py, show.py, bench.py and the online
+`derain` is the one entry point used by eval.py, show.py, scripts/bench.py and the online
 pseudo-label refresh. It always returns the bottom network's prediction (the model's
 answer, docs/method.md#architecture) and never runs the multi-scale training branches.
 
@@ -82,8 +82,7 @@ def blend_window(height: int, width: int, overlap: int, top: bool = True, bottom
 # The self-ensemble averages the 4 flips (identity, half turn, horizontal and vertical flip:
 # k = 0, 2, 4, 6), not all 8 dihedral transforms as in super-resolution. Rain streaks have a
 # direction: a quarter turn makes near-vertical rain horizontal, which a deraining model has
-# never seen. Measured on the shipped model, gusty rain, 8 test images of 256 px: single pass
-# 18.08 dB, one quarter turn alone 13.39, x8 16.97, flips x4 18.21.
+# never seen (docs/evaluation.md, `show.py`, measures each on the shipped model).
 ENSEMBLE_TRANSFORMS = (0, 2, 4, 6)
 
 

@@ -30,7 +30,7 @@ So passive waiting buys, under load, what choosing 1 thread buys, and the thread
 choice alone removes the stall whenever the load is there when the script starts. What it
 does not cover is load that starts later during a long run; a user expecting that can export
 OMP_WAIT_POLICY=PASSIVE before starting the script, or pass --threads 1. What PASSIVE costs
-on an idle machine is measured by `python bench.py --load-test` (rows "passive"), to decide
+on an idle machine is measured by `python scripts/bench.py --load-test` (rows "passive"), to decide
 on data rather than guesses whether it should become the default.
 
 Bit-identical results (resume, metrics) hold for one thread count: pass --threads N to

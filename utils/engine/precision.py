@@ -1,6 +1,6 @@
 """Numeric precision of the model's forward pass, shared by every script: fp32, bf16, or auto.
 
-    show.py / eval.py / bench.py   --precision fp32|bf16|auto   (show: auto, eval: fp32)
+    show.py / eval.py / scripts/bench.py   --precision fp32|bf16|auto   (show: auto, eval: fp32)
     real_train.py label refresh    online.refresh_precision     (default auto)
     training (train.py, real_train.py's updates)  train.precision  (default auto)
 

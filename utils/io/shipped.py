@@ -4,24 +4,21 @@ The weights file holds the resolved config and the EMA weights in float16 (half 
 they are cast back to float32 on load, and the output moves by < 0.01 dB). The JSON record
 holds the file's sha256, the command that trained it and its held-out scores; loading
 checks the hash, so a truncated or replaced file is an error, never a silent wrong model.
-
-    python -m utils.io.shipped runs/standard_p160/latest.pth   # export a trained run as the shipped model
+`python scripts/export_weights.py RUN/latest.pth` exports a trained run as the shipped model.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from utils.io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from utils.io.files import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 SHIPPED = WEIGHTS_DIR / "standard.pth"
-# Four stages, each from the previous stage's weights (README, "The shipped model").
+# Four stages, each from the previous stage's weights (docs/shipped_model.md).
 TRAIN_COMMAND = ("python train.py --preset standard && python train.py --preset standard_refine && "
                  "python train.py --preset standard_stage3 && python train.py --preset standard_p160")
 
@@ -84,23 +81,3 @@ def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None,
         record["held_out_test"] = scores
     write_text(record_path(out), json.dumps(record, indent=2) + "\n")
     return record
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m utils.io.shipped", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/standard_p160/latest.pth)")
-    parser.add_argument("--out", type=Path, default=SHIPPED, help=f"default: {SHIPPED}")
-    parser.add_argument("--position-extent", type=int, default=None, metavar="N",
-                        help="store model.position_extent=N (default: the run's own)")
-    args = parser.parse_args(argv)
-    record = export(args.checkpoint, args.out, position_extent=args.position_extent)
-    print(f"wrote {args.out} ({record['bytes'] / 1e6:.2f} MB, sha256 {record['sha256'][:12]}...) "
-          f"and {record_path(args.out).name}")
-    return 0
-
-
-if __name__ == "__main__":
-    from utils.cli import run_main  # utils.cli imports this module: only when run as a script
-
-    sys.exit(run_main(main))

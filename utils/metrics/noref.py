@@ -8,9 +8,9 @@ trained parameters come from the `brisque` package on PyPI (rehanguha/brisque, w
 (`normalize.pickle`) are inside its wheel, so scoring needs no download (the package's
 `url=True` mode, which fetches images, is never used here).
 
-Checked here (README, "No-reference score"): the package's own test (`score()` returns a
-float) and the expected ordering on distortions of scikit-image's sample photos
-(Gaussian noise, blur and JPEG all raise the score, monotonically in strength).
+Checked here (docs/online_update.md, "No-reference score"): the package's own test
+(`score()` returns a float) and the expected ordering on distortions of scikit-image's
+sample photos (Gaussian noise, blur and JPEG all raise the score, monotonically in strength).
 
 The package (0.2.0) stores some features as 1-element arrays, which numpy >= 2.4 refuses to
 turn into floats; `_Brisque` flattens them first (the same numbers, no change to the method).

@@ -32,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.add_argument("--panel", type=Path, metavar="PNG",
                         help="instead of a data set, write a picture of a clean test image and "
-                             "its rainy versions in every style (for the README)")
+                             "its rainy versions in every style (docs/rain_presets.png)")
     args = parser.parse_args(argv)
     if (args.size is not None and args.size < 1) or args.count < 1 or args.seed < 0:
         parser.error("--size and --count must be >= 1 and --seed >= 0")

@@ -1,7 +1,7 @@
 """Where a model's error on synthetic rain is: tone or structure, and whether the tone is visible.
 
-    python docs/error_analysis.py            # the shipped weights, about 10 minutes on 2 threads
-    python docs/error_analysis.py --checkpoint runs/demo/best.pth --fit-count 100 --size 96
+    python scripts/error_analysis.py            # the shipped weights, about 10 minutes on 2 threads
+    python scripts/error_analysis.py --checkpoint runs/demo/best.pth --fit-count 100 --size 96
 
 Prints, per image of the `mixed` test split and then per set, the PSNR (rgb) of the rainy
 input and of the output, and of two oracles that use the ground truth:
@@ -30,7 +30,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from utils import threads  # noqa: E402
-from utils.cli import add_threads_arg, open_model, resolve_checkpoint  # noqa: E402
+from utils.cli import add_threads_arg, open_model, resolve_checkpoint, run_main  # noqa: E402
 from utils.inference import derain  # noqa: E402
 from utils.io.images import to_image, to_tensor  # noqa: E402
 from utils.metrics.protocols import psnr  # noqa: E402  (rgb: clipped, the protocol of the tables)
@@ -136,4 +136,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -1,8 +1,8 @@
 """Kill -9 trials of train.py: kill a tiny training at a chosen point, `--resume auto` it, and
 compare the result with an uninterrupted reference run.
 
-    python tests/kill_trials.py                      # 20 random trials, prints the counts
-    python tests/kill_trials.py --points after_best:4,during_best:2,after_step:5 --json
+    python scripts/kill_trials.py                      # 20 random trials, prints the counts
+    python scripts/kill_trials.py --points after_best:4,during_best:2,after_step:5 --json
 
 A kill point is `<where>:<step>`; the process SIGKILLs itself at the first such event at or
 after that step:

@@ -1,6 +1,6 @@
 """Make the README gallery: real rainy photos and held-out synthetic pairs, derained.
 
-    python docs/make_gallery.py --real-dir PATH/TO/real_rain_photos        # shipped weights
+    python scripts/make_gallery.py --real-dir PATH/TO/real_rain_photos        # shipped weights
 
 Writes docs/gallery_real.jpg (rainy | derained crops of up to 3 real photos, derained at
 full resolution as show.py does) and docs/gallery_synthetic.jpg (rainy | derained | clean
@@ -18,13 +18,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 from dataset import synthetic_pairs  # noqa: E402
-from utils.cli import open_model, resolve_checkpoint  # noqa: E402
+from utils.cli import open_model, resolve_checkpoint, run_main  # noqa: E402
+from utils.io import shipped  # noqa: E402
 from utils.inference import derain  # noqa: E402
 from utils.io.images import read_image, to_image, to_tensor, write_image  # noqa: E402
 from utils.io.panels import side_by_side  # noqa: E402
 from utils.metrics.protocols import psnr  # noqa: E402
 
-DOCS = Path(__file__).resolve().parent
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 REAL = ("ddn_real_1.jpg", "didmdn_real_6.jpg", "ddn_real_3.jpg")
 STYLES = ("mixed", "gusty", "heavy")
 
@@ -46,14 +47,14 @@ def _stack(rows: list[np.ndarray], gap: int = 6) -> np.ndarray:
     return np.concatenate(padded)[:-gap]
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="default: the shipped weights/standard.pth")
     parser.add_argument("--real-dir", type=Path, required=True, help="folder holding the real photos")
     parser.add_argument("--crop", default="300x400", help="HxW of each real-photo crop")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, cfg = open_model(resolve_checkpoint(args.checkpoint or "weights/standard.pth"), "cpu")
+    model, cfg = open_model(resolve_checkpoint(args.checkpoint or str(shipped.SHIPPED)), "cpu")
     height, width = (int(v) for v in args.crop.split("x"))
     rows = []
     for name in REAL:
@@ -75,4 +76,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -1,15 +1,15 @@
 """Speed and memory benchmark of an HCN preset: forward at several sizes, a training step,
 params and GMACs, in one or several precisions. Prints a table and writes JSON.
 
-    python bench.py                         # paper preset, CPU or GPU (auto), fp32
-    python bench.py --sizes 64x64 --train-size 64 --repeats 1 --preset demo   # quick check
-    python bench.py --tile-4k               # add a 3000x4000 photo through tiled inference
-    python bench.py --preset standard --checkpoint weights/standard.pth --precisions fp32,bf16
-    python bench.py --load 1                # every measurement next to 1 busy process
-    python bench.py --load-test             # 224x224 forward idle vs under load, thread choices
-    python bench.py --eval-overlap --preset demo --images 100 --size 321x481   # eval.py's overhead
-    python bench.py --gpu                   # CUDA: 512x512 forward, training at 224 batch 8,
-                                            # each in fp32, bf16 and bf16+torch.compile
+    python scripts/bench.py                         # paper preset, CPU or GPU (auto), fp32
+    python scripts/bench.py --sizes 64x64 --train-size 64 --repeats 1 --preset demo   # quick check
+    python scripts/bench.py --tile-4k               # add a 3000x4000 photo through tiled inference
+    python scripts/bench.py --preset standard --checkpoint weights/standard.pth --precisions fp32,bf16
+    python scripts/bench.py --load 1                # every measurement next to 1 busy process
+    python scripts/bench.py --load-test             # 224x224 forward idle vs under load, thread choices
+    python scripts/bench.py --eval-overlap --preset demo --images 100 --size 321x481   # eval.py's overhead
+    python scripts/bench.py --gpu                   # CUDA: 512x512 forward, training at 224 batch 8,
+                                                    # each in fp32, bf16 and bf16+torch.compile
 
 --precisions takes fp32, bf16 and auto (utils/engine/precision.py), each optionally with
 +compile (torch.compile'd model); fp32 is always measured as the reference when another
@@ -50,20 +50,23 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import eval as eval_script
-from config import PRECISIONS, add_config_args, config_from_args
-from losses import HCNLoss
-from networks import build_model
-from utils import cpu_load, logs, threads
-from utils.cli import UsageError, add_device_arg, add_threads_arg, open_model, pick_device, run_main, sync
-from utils.engine.precision import Precision
-from utils.io.checkpoints import save_checkpoint
-from utils.io.files import write_text
-from utils.io.images import to_image, to_tensor
-from utils.inference import derain
-from utils.metrics.complexity import complexity
-from utils.metrics.protocols import psnr
-from utils.synthetic.sets import make_rainy_set, write_rainy_set
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
+
+import eval as eval_script  # noqa: E402
+from config import PRECISIONS, add_config_args, config_from_args  # noqa: E402
+from losses import HCNLoss  # noqa: E402
+from networks import build_model  # noqa: E402
+from utils import cpu_load, logs, threads  # noqa: E402
+from utils.cli import (UsageError, add_device_arg, add_threads_arg, open_model,  # noqa: E402
+                       pick_device, run_main, sync)
+from utils.engine.precision import Precision  # noqa: E402
+from utils.io.checkpoints import save_checkpoint  # noqa: E402
+from utils.io.files import write_text  # noqa: E402
+from utils.io.images import to_image, to_tensor  # noqa: E402
+from utils.inference import derain  # noqa: E402
+from utils.metrics.complexity import complexity  # noqa: E402
+from utils.metrics.protocols import psnr  # noqa: E402
+from utils.synthetic.sets import make_rainy_set, write_rainy_set  # noqa: E402
 
 DEFAULT_SIZES = "224x224,321x481,512x512,1024x1024"
 LOAD_TEST_SIZE = "224x224"
