@@ -370,11 +370,11 @@ def main(argv=None) -> int:
     threads.apply_threads(args.threads)
     set_max_pixels(args.max_pixels)
     cfg, state, path = resolve_config(args)  # config, --resume checkpoint: UserError -> exit 2
-    if args.preset == "paper" and cfg.data.root is None and state is None:
+    info, device = distributed.setup(args.device)
+    if args.preset == "paper" and cfg.data.root is None and state is None and info.is_main:
         log.warning(f"--preset paper without --data trains on the embedded synthetic set "
                     f"({cfg.data.synthetic_count} images of {cfg.data.synthetic_size} px): a smoke "
                     f"test of the recipe, not its data; pass --data PATH (e.g. Rain200H/train)")
-    info, device = distributed.setup(args.device)
     try:
         Precision(device, cfg.train.precision, training=True)  # bf16 where unsupported: before any file
         data = build_data(cfg, info, pin=device.type == "cuda")  # the data: before any file is written
