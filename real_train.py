@@ -33,7 +33,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +54,7 @@ from utils.engine.resume import resolve_config as resolve_run_config
 from utils.engine.rng import seed_everything
 from utils.engine.run_dir import RunDir, format_metrics
 from utils.engine.sampler import ResumableSampler
-from utils.engine.time_limit import TimeLimit
+from utils.engine.time_limit import TimeLimit, process_start
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
@@ -456,7 +455,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
 
 
 def main(argv=None) -> int:
-    started = time.monotonic()  # train.max_hours counts from here
+    started = process_start()  # train.max_hours counts from here
     args = parse_args(argv)
     logs.setup(args)
     threads.apply_threads(args.threads)

@@ -22,7 +22,6 @@ import argparse
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -44,7 +43,7 @@ from utils.engine.resume import reconcile_best, resolve_config as resolve_run_co
 from utils.engine.rng import seed_everything
 from utils.engine.run_dir import RunDir, format_metrics, open_run
 from utils.engine.sampler import ResumableSampler, micro_batches
-from utils.engine.time_limit import TimeLimit, format_duration
+from utils.engine.time_limit import TimeLimit, format_duration, process_start
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
 from utils.engine.validation import evaluate, validate
 from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_model,
@@ -166,8 +165,8 @@ def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
           info: distributed.DistInfo, device: torch.device, data, overwrite: bool = False,
           init: dict | None = None, started: float | None = None) -> int:
     """`data` = build_data(...) and `init` = initial_weights(...): built (and so validated)
-    before the run folder is touched. `started`: time.monotonic() when the script started
-    (train.max_hours counts from there)."""
+    before the run folder is touched. `started`: the process's start (time_limit.process_start),
+    where train.max_hours counts from."""
     tc = cfg.train
     seed_everything(tc.seed)  # the same initial weights on every rank
     run = open_run(Path(tc.out_dir) / tc.name, info, fresh=resume_state is None, overwrite=overwrite,
@@ -364,7 +363,7 @@ def pixel_terms(loss) -> str:
 
 
 def main(argv=None) -> int:
-    started = time.monotonic()  # train.max_hours counts from here
+    started = process_start()  # train.max_hours counts from here
     args = parse_args(argv)
     logs.setup(args)
     threads.apply_threads(args.threads)

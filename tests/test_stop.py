@@ -164,6 +164,14 @@ def test_time_limit_keeps_room_for_the_longest_step_and_a_margin():
     assert TimeLimit.from_hours(0, 1.0) is None and TimeLimit.from_hours(1, None) is None
 
 
+def test_the_limit_counts_from_the_start_of_the_process():
+    code = ("import sys, time; time.sleep(1.0); sys.path.insert(0, '.');"
+            "from utils.engine.time_limit import process_start; print(time.monotonic() - process_start())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and 1.0 <= float(done.stdout) < 30, done.stdout + done.stderr
+
+
 def test_train_stops_at_the_time_limit_and_resumes_exactly(tmp_path, monkeypatch, capsys):
     extra = ("train.ema_decay=0.9", "train.ckpt_every=100")
     assert train.main(tiny_args(tmp_path / "a", 7, *extra)) == 0

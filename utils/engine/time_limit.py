@@ -1,5 +1,6 @@
-"""A wall-clock budget for a training run (`train.max_hours`, `--time-limit 3h30m`): the run
-stops cleanly, with latest.pth saved, before a scheduler's wall time runs out.
+"""A wall-clock budget for a training run (`train.max_hours`, `--time-limit 3h30m`), counted
+from the start of the process: the run stops cleanly, with latest.pth saved, before a
+scheduler's wall time runs out.
 
 The run stops after the first step at which the time left is less than a reserve: twice the
 longest step seen so far (measured between two checks, so a step's validation and checkpoint
@@ -8,8 +9,10 @@ count too) plus a margin of 5% of the budget, at most 60 s, for the final save a
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
+from pathlib import Path
 from typing import Callable
 
 TIME_LIMIT_EXIT = 124  # as `timeout`: stopped by the clock, the run is resumable
@@ -51,9 +54,20 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def process_start(clock: Callable[[], float] = time.monotonic) -> float:
+    """The `clock()` reading when this process started (Linux: from /proc, so the seconds of
+    Python's start and imports count too), else the reading now."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        age = float(Path("/proc/uptime").read_text().split()[0]) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return clock()
+    return clock() - max(0.0, age)
+
+
 class TimeLimit:
-    """`seconds` of wall time counted from `start` (a `clock()` reading taken when the script
-    started); `expired()` is asked once per step."""
+    """`seconds` of wall time counted from `start` (a `clock()` reading: `process_start()`);
+    `expired()` is asked once per step."""
 
     def __init__(self, seconds: float, start: float, clock: Callable[[], float] = time.monotonic):
         self.seconds = float(seconds)
