@@ -127,6 +127,9 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 2_000  # tensorboard image panels
     max_bad_steps: int = 5  # consecutive non-finite losses before aborting
+    # Wall-time budget of one invocation (--time-limit): the run stops with latest.pth saved
+    # before it runs out, so a scheduler's wall time never kills it mid-write. 0: no limit.
+    max_hours: float = 0.0
     seed: int = 66
     # fp32 | bf16 | auto: bf16 autocast on a GPU or CPU with native bf16, fp16 + GradScaler on a
     # GPU without it, else fp32 (utils/engine/precision.py). Replaces train.amp (true = auto).
@@ -618,6 +621,9 @@ def validate(cfg: "Config") -> None:
                          ("loss.psnr_weight", cfg.loss.psnr_weight)):
         if not (math.isfinite(value) and value >= 0.0):
             raise ConfigError(f"config {where}: {value} must be finite and >= 0 (0 turns it off)")
+    if not (math.isfinite(cfg.train.max_hours) and cfg.train.max_hours >= 0.0):
+        raise ConfigError(f"config train.max_hours: {cfg.train.max_hours} must be finite and >= 0 "
+                          "(0: no time limit)")
     for where, value in (("data.flat_scenes", cfg.data.flat_scenes),
                          ("data.dry_share", cfg.data.dry_share),
                          ("data.streak_share", cfg.data.streak_share)):

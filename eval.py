@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import dataset
 from config import demo
@@ -60,6 +59,7 @@ from utils.metrics.protocols import PROTOCOLS
 from utils.metrics.result_folders import (ALIGNS, ResultsError, align, check_sizes, folder_for_set,
                                           pair_results)
 from utils.metrics.scoring import mean_metrics, score_pair, scores
+from utils.progress import progress
 from utils.synthetic.styles import HELD_OUT, PRESET_NAMES
 
 DRY = "dry"  # the embedded test photos without rain
@@ -277,7 +277,7 @@ def evaluate_set(name: str, pairs, methods: list[Method], args, device, image_di
     first = next((m.name for m in methods), None)
     metric, psnr_sum, scored = f"{args.protocol_list[0]}/psnr", 0.0, 0
     rows: list[dict] = []
-    bar = tqdm(total=len(pairs), desc=name, unit="img", dynamic_ncols=True, disable=not logs.bars_enabled())
+    bar = progress(len(pairs), desc=name, unit="img")
     readers = 0 if args.sequential or len(pairs) < 2 else args.workers
     with Background(readers, "read") as reader, Background(0 if args.sequential else 1, "score") as scorer:
         pending: deque[Future] = deque()

@@ -52,8 +52,9 @@ from utils.engine.interrupt import StopRequest
 from utils.engine.precision import Precision
 from utils.engine.resume import resolve_config as resolve_run_config
 from utils.engine.rng import seed_everything
-from utils.engine.run_dir import RunDir, format_metrics, progress
+from utils.engine.run_dir import RunDir, format_metrics
 from utils.engine.sampler import ResumableSampler
+from utils.engine.time_limit import TimeLimit, process_start
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
 from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
@@ -66,6 +67,7 @@ from utils.metrics.tone import tone_change
 from utils.online import (OnlineCrops, PseudoLabels, keep_tone, largest_side, replay_batch,
                           training_input)
 from utils.online_report import comparison, report, round_stats
+from utils.progress import progress
 from utils.synthetic.photos import load_split
 
 log = logs.get("real_train")
@@ -252,7 +254,7 @@ def guard_failed(run_path: Path, k: int, guard_db: float) -> bool:
 
 
 def online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
-                  overwrite: bool = False) -> int:
+                  overwrite: bool = False, started: float | None = None) -> int:
     oc = cfg.online
     cfg.train.ema_decay = oc.ema_decay
     # Refuses bf16 on a device without bf16 autocast before anything is written.
@@ -291,7 +293,7 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
         run.claim(fresh=state is None, overwrite=overwrite, checkpoints=CHECKPOINTS)
         run.save_config(cfg)
         return _online_update(cfg, state, state_path, device, run, init, init_path, keys, rainy, clean,
-                              in_domain, guard)
+                              in_domain, guard, TimeLimit.from_hours(cfg.train.max_hours, started))
     finally:
         run.close()
 
@@ -301,7 +303,7 @@ CHECKPOINTS = ("latest.pth", "round_*.pth", "final.pth")
 
 def _online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
                    run: RunDir, init: dict | None, init_path: Path, keys, rainy, clean,
-                   in_domain, guard) -> int:
+                   in_domain, guard, limit: TimeLimit | None = None) -> int:
     oc = cfg.online
     info = distributed.DistInfo()
     model = build_model(cfg.model)
@@ -355,15 +357,16 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
     crops, crops_round = None, -1
     bar = progress(epochs * steps_per_epoch, min(trainer.step, epochs * steps_per_epoch), oc.name)
     try:
-        with StopRequest() as stop:
+        with StopRequest(limit) as stop:
             while True:
                 r = trainer.epoch // oc.epochs_per_round  # the round trains on B^r
                 if not labels.complete(r):
                     if not refresh_labels(trainer, labels, r, keys, rainy, clean, run, stop, in_domain, guard,
                                           refresh):
-                        run.log(f"stopped by {stop.signal_name} while writing B^{r}; resume with "
+                        with stop.writing(final=True):
+                            trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                        run.log(f"stopped by {stop.reason} while writing B^{r}; resume with "
                                 f"python real_train.py --resume {run.path / 'latest.pth'}")
-                        trainer.save(trainer.state_dict(), run.path / "latest.pth")
                         return stop.exit_code
                     trainer.save({"config": cfg.to_dict(), "model": trainer.model.state_dict(),
                                   "ema": trainer.ema.state_dict() if trainer.ema else None,
@@ -424,16 +427,19 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
                         run.log(f"round {r + 1} step {trainer.step} " + format_metrics(
                             {"loss": result.loss, "lr": result.lr, **result.terms}))
                     if trainer.step % cfg.train.ckpt_every == 0:
-                        trainer.save(trainer.state_dict(), run.path / "latest.pth")
-                    if stop.requested:
-                        trainer.save(trainer.state_dict(), run.path / "latest.pth")
-                        run.log(f"stopped by {stop.signal_name} at step {trainer.step}; resume with "
+                        with stop.writing():
+                            trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                    if stop.step_done():
+                        with stop.writing(final=True):
+                            trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                        run.log(f"stopped by {stop.reason} at step {trainer.step}; resume with "
                                 f"python real_train.py --resume {run.path / 'latest.pth'}")
                         return stop.exit_code
                 trainer.epoch += 1
                 trainer.batch_in_epoch = 0
                 # Saved before the refresh, so an interrupted refresh resumes from these weights.
-                trainer.save(trainer.state_dict(), run.path / "latest.pth")
+                with stop.writing():
+                    trainer.save(trainer.state_dict(), run.path / "latest.pth")
         bar.close()
         trainer.save(trainer.state_dict(), run.path / "latest.pth")
         if info.is_main:
@@ -450,6 +456,7 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
 
 
 def main(argv=None) -> int:
+    started = process_start()  # train.max_hours counts from here
     args = parse_args(argv)
     logs.setup(args)
     threads.apply_threads(args.threads)
@@ -459,7 +466,7 @@ def main(argv=None) -> int:
     set_max_pixels(args.max_pixels)
     cfg, state, path = resolve_config(args)
     device = pick_device(args.device)
-    code = online_update(cfg, state, path, device, overwrite=args.overwrite)
+    code = online_update(cfg, state, path, device, overwrite=args.overwrite, started=started)
     if code or cfg.online.data is not None or not cfg.online.compare:
         return code
     out = Path(cfg.train.out_dir)
@@ -474,7 +481,7 @@ def main(argv=None) -> int:
             sub = Config.from_dict(sub_state["config"])
         print(f"\ncomparison run: online.method={method} in {out / sub.online.name}")
         code = online_update(sub, sub_state, sub_path if sub_state else None, device,
-                             overwrite=args.overwrite or bool(args.resume))
+                             overwrite=args.overwrite or bool(args.resume), started=started)
         if code:
             return code
         runs[method] = out / sub.online.name

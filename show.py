@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from utils import logs, threads
 from utils.cli import (UsageError, add_inference_args, open_model, pick_device, pick_precision,
@@ -32,6 +31,7 @@ from utils.io.files import check_outside
 from utils.io.images import (ImageReadError, is_image_file, read_image, set_max_pixels, to_image,
                              to_tensor, write_image)
 from utils.io.panels import contact_sheet, fit_within, side_by_side
+from utils.progress import progress
 
 PANEL_DIR = "panels"
 SHEET_NAME = "contact_sheet.png"
@@ -177,8 +177,7 @@ def run(args) -> int:
         handle.write(json.dumps(settings, default=str) + "\n")
 
     failed, thumbs, labels = [], [], []
-    bar = tqdm(list(zip(files, names)), desc="derain", unit="img", dynamic_ncols=True,
-               disable=not logs.bars_enabled())
+    bar = progress(desc="derain", unit="img", iterable=list(zip(files, names)))
     for path, name in bar:
         try:
             rainy = read_image(path)

@@ -5,21 +5,23 @@
     python train.py --resume auto                       # continue runs/<name>/latest.pth exactly
     torchrun --nproc_per_node=4 train.py --preset paper --data PATH   # DDP, one process per GPU
 
-Outputs go to runs/<name>/ (name = train.name): config.json, latest.pth (periodic, end,
-on SIGINT/SIGTERM), best.pth (best PSNR on the held-out val split), train.log, tb/, and
-final.json (the input-vs-output table on the embedded test split). Nothing is written
-before the config, the data and the resumed checkpoint are checked.
+Outputs go to runs/<name>/ (name = train.name): config.json, latest.pth (periodic, end, on
+a stop signal or at --time-limit), best.pth (best PSNR on the held-out val split), train.log,
+tb/, and final.json (the input-vs-output table on the embedded test split). Nothing is written
+before the config, the data and the resumed checkpoint are checked. SIGINT, SIGTERM and
+SIGHUP, to this process or its whole group (SLURM, `timeout`), end the step under way, save
+latest.pth and exit 128 + the signal number (docs/reliability.md).
 
 --data needs --preset (or --config): a data set folder with the tiny demo model by default
 would train the wrong model silently. Exit codes: utils/cli.py (0 ok, 2 usage or data error,
-1 runtime failure).
+1 runtime failure, 124 time limit).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -32,21 +34,23 @@ from losses import HCNLoss
 from networks import build_model, parameter_summary
 from networks.widen import WidenError, widen_weights
 from utils import logs, threads
-from utils.cli import add_run_args, run_main
+from utils.cli import add_run_args, run_main, sync
 from utils.errors import UserError
 from utils.engine import distributed
-from utils.engine.interrupt import StopRequest
+from utils.engine.interrupt import StopRequest, ignore_stop_signals, is_worker_death
+from utils.engine.pace import Pace
 from utils.engine.precision import Precision
 from utils.engine.resume import reconcile_best, resolve_config as resolve_run_config
 from utils.engine.rng import seed_everything
-from utils.engine.run_dir import RunDir, format_metrics, progress
-from utils.engine.sampler import ResumableSampler
+from utils.engine.run_dir import RunDir, format_metrics, open_run
+from utils.engine.sampler import ResumableSampler, micro_batches
+from utils.engine.time_limit import TimeLimit, format_duration, process_start
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
-from utils.engine.validation import evaluate
+from utils.engine.validation import evaluate, validate
 from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_model,
                                   load_weights, published_weights, save_checkpoint)
 from utils.io.images import set_max_pixels
-from utils.io.panels import side_by_side
+from utils.progress import progress
 
 log = logs.get("train")
 PRESET_HELP = {"demo": "a tiny model for a CPU, minutes", "standard": "the shipped model's "
@@ -130,21 +134,11 @@ def build_data(cfg: Config, info: distributed.DistInfo, pin: bool):
     # Own generator: worker seeds depend on (seed, epoch) only, and the global torch RNG is
     # not consumed when an iterator is created (which would break exact resume).
     generator = torch.Generator()
+    # Workers ignore stop signals: the main process saves, then ends them (utils/engine/interrupt.py).
     loader = DataLoader(patches, batch_size=cfg.train.batch_size, sampler=sampler,
                         num_workers=cfg.data.num_workers, drop_last=True, pin_memory=pin,
-                        generator=generator)
+                        generator=generator, worker_init_fn=ignore_stop_signals)
     return patches, sampler, loader, generator, val_pairs
-
-
-def micro_batches(loader, count: int) -> Iterator[list]:
-    """The loader's batches in groups of `count` (one optimizer step each); an epoch's last
-    incomplete group is left out, as the loader leaves out its last incomplete batch."""
-    group = []
-    for batch in loader:
-        group.append(batch)
-        if len(group) == count:
-            yield group
-            group = []
 
 
 def start_epoch(trainer: Trainer, patches, sampler: ResumableSampler, generator, seed: int) -> None:
@@ -154,62 +148,40 @@ def start_epoch(trainer: Trainer, patches, sampler: ResumableSampler, generator,
         patches.set_epoch(trainer.epoch)
 
 
-def validate(trainer: Trainer, val_pairs, run: RunDir, images: bool) -> float | None:
-    """Rank 0 evaluates the val split; every rank gets its PSNR (for the best-checkpoint choice)."""
-    psnr = None
-    if trainer.info.is_main and len(val_pairs):
-        result = evaluate(trainer.eval_model(), val_pairs, trainer.device,
-                          precision=trainer.precision, panels=2 if images else 0)
-        out = result["output"]
-        psnr = out["rgb/psnr"]
-        run.scalars({"val/psnr": psnr, "val/ssim": out["rgb/ssim"]}, trainer.step)
-        for i, panel in enumerate(result["panels"]):
-            run.image(f"val/rainy_derained_clean_{i}",
-                      side_by_side(list(panel), labels=("rainy", "derained", "clean")), trainer.step)
-        run.log(f"step {trainer.step}: val PSNR {psnr:.3f} dB SSIM {out['rgb/ssim']:.4f} "
-                f"(input {result['input']['rgb/psnr']:.3f} dB, {result['count']} images)")
-        # The same photos without rain: a recipe that darkens or "dehazes" dry photos shows here.
-        dry = evaluate(trainer.eval_model(), DryPhotos(val_pairs), trainer.device,
-                       precision=trainer.precision, panels=0)["output"]
-        run.scalars({"val/dry_psnr": dry["rgb/psnr"], "val/dry_brightness": dry["brightness"]},
-                    trainer.step)
-        run.log(f"step {trainer.step}: val photos without rain come back at {dry['rgb/psnr']:.2f} dB, "
-                f"brightness {dry['brightness']:+.4f}")
-    return distributed.broadcast_object(trainer.info, psnr)
-
-
 CHECKPOINTS = ("latest.pth", "best.pth")
+CPU_ADVICE = ("for a result today, use a GPU (CUDA is used when present), --preset standard (the "
+              "shipped model's recipe, about 90 CPU minutes), or fewer iterations "
+              "(--set train.iterations=N)")
 
 
-def checkpoint(trainer: Trainer, run: RunDir, best: bool = False) -> None:
+def checkpoint(trainer: Trainer, run: RunDir, stop: StopRequest, best=False, final=False) -> None:
     state = trainer.state_dict()  # collective: every rank takes part
-    if best:  # first: a latest.pth never refers to a best.pth that is not on disk yet
-        trainer.save(state, run.path / "best.pth")
-    trainer.save(state, run.path / "latest.pth")
+    with stop.writing(final):  # a second Ctrl-C waits for the write
+        if best:  # first: a latest.pth never refers to a best.pth that is not on disk yet
+            trainer.save(state, run.path / "best.pth")
+        trainer.save(state, run.path / "latest.pth")
 
 
 def train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
           info: distributed.DistInfo, device: torch.device, data, overwrite: bool = False,
-          init: dict | None = None) -> int:
+          init: dict | None = None, started: float | None = None) -> int:
     """`data` = build_data(...) and `init` = initial_weights(...): built (and so validated)
-    before the run folder is touched."""
+    before the run folder is touched. `started`: the process's start (time_limit.process_start),
+    where train.max_hours counts from."""
     tc = cfg.train
     seed_everything(tc.seed)  # the same initial weights on every rank
-    run = RunDir(Path(tc.out_dir) / tc.name, active=info.is_main,
-                 purge_step=resume_state["step"] if resume_state else 0, lock=True)
+    run = open_run(Path(tc.out_dir) / tc.name, info, fresh=resume_state is None, overwrite=overwrite,
+                   checkpoints=CHECKPOINTS, purge_step=resume_state["step"] if resume_state else 0)
     try:
-        run.claim(fresh=resume_state is None, overwrite=overwrite, checkpoints=CHECKPOINTS)
-        return _train(cfg, resume_state, resume_path, info, device, data, run, init)
+        return _train(cfg, resume_state, resume_path, info, device, data, run, init, started)
     finally:
         run.close()
 
 
-def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
-           info: distributed.DistInfo, device: torch.device, data, run: RunDir,
-           init: dict | None = None) -> int:
+def _trainer(cfg: Config, resume_state: dict | None, resume_path: Path | None,
+             info: distributed.DistInfo, device: torch.device, run: RunDir, init: dict | None) -> Trainer:
+    """The model (from train.init's weights, if any) and its Trainer, resumed when asked."""
     tc = cfg.train
-    patches, sampler, loader, generator, val_pairs = data
-    run.save_config(cfg)
     model = build_model(cfg.model)
     if init is not None:  # before the Trainer: its EMA shadow starts from these weights too
         load_weights(model, init, f"train.init {tc.init}")
@@ -227,15 +199,100 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
                 run.log(note)
         trainer.best_step, trainer.best_metric = distributed.broadcast_object(
             info, (best_step, best_metric) if info.is_main else None)
+    return trainer
+
+
+def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
+           info: distributed.DistInfo, device: torch.device, data, run: RunDir,
+           init: dict | None = None, started: float | None = None) -> int:
+    tc = cfg.train
+    patches, _, _, _, val_pairs = data
+    run.save_config(cfg)
+    trainer = _trainer(cfg, resume_state, resume_path, info, device, run, init)
     run.log(f"device {device}, {trainer.precision.describe()}, {threads.in_use()}; {info.world_size} process(es); "
             f"{len(patches)} training patches/epoch, {len(val_pairs)} val images; "
             f"{tc.iterations} iterations at batch {tc.batch_size} x {info.world_size}"
             + (f" x {tc.accumulate} accumulated" if tc.accumulate > 1 else ""))
-    run.log(parameter_summary(model))
+    run.log(parameter_summary(trainer.model))
     run.log("loss = -(weighted sum of the five outputs' SSIMs): negative, lower is better, "
             f"-{sum(cfg.loss.weights):.3f} at best{pixel_terms(cfg.loss)} (docs/method.md#losses)")
-    criterion = HCNLoss(cfg.loss.weights).to(device)
-    memory_format = torch.channels_last if device.type == "cuda" and tc.channels_last else torch.contiguous_format
+    limit = TimeLimit.from_hours(tc.max_hours, started)
+    if limit is not None:
+        run.log(f"time limit {limit.describe()}: {format_duration(limit.left())} left to stop in, latest.pth saved")
+    bar = progress(tc.iterations, trainer.step, tc.name, active=info.is_main)
+    pace = Pace(tc.iterations, trainer.step, device.type, run.log, CPU_ADVICE, sync=lambda: sync(device))
+    try:
+        with StopRequest(limit) as stop, pace:
+            try:
+                finished = train_steps(cfg, trainer, data, run, stop, bar, pace)
+            except RuntimeError as exc:  # a worker's death after the stop request: at a fetch
+                if not (stop.requested and is_worker_death(exc)):
+                    raise
+                finished = False
+            if not finished:
+                return stop_run(trainer, run, stop)
+            bar.close()
+            if trainer.best_step < 0:  # no val split (data.val_fraction=0): best = last
+                with stop.writing(final=True):
+                    trainer.save(trainer.state_dict(), run.path / "best.pth")
+            if info.is_main:  # a stop signal now lets the report finish: the run is complete
+                report_test(cfg, run, device)
+            return 0
+    except TrainingAborted:  # the trainer has logged why
+        return 1
+    finally:
+        bar.close()
+
+
+def stop_run(trainer: Trainer, run: RunDir, stop: StopRequest) -> int:
+    """latest.pth at the step reached, one line on how to continue; the exit code."""
+    trainer.check_bad_steps()
+    checkpoint(trainer, run, stop, final=True)
+    latest = run.path / "latest.pth"
+    run.log(f"stopped by {stop.reason or 'a stop on another rank'} at step {trainer.step}; "
+            f"checkpoint saved to {latest}. Continue with: python train.py --resume {latest}")
+    return stop.exit_code or 128 + signal.SIGTERM
+
+
+def train_steps(cfg: Config, trainer: Trainer, data, run: RunDir, stop: StopRequest, bar, pace: Pace) -> bool:
+    """Steps up to train.iterations, with logging, validation and checkpoints; False when a
+    stop (a signal, the time limit; on any rank) ends them at a step's end."""
+    tc = cfg.train
+    patches, sampler, loader, generator, val_pairs = data
+    loss_on = loss_function(cfg, trainer)
+    while trainer.step < tc.iterations:
+        start_epoch(trainer, patches, sampler, generator, tc.seed)
+        for batches in micro_batches(stop.iterate(loader), tc.accumulate):
+            result = trainer.train_step([loss_on(batch) for batch in batches])
+            bar.update(1)
+            pace.step_done(trainer.step)
+            step = trainer.step
+            # Reading the loss waits for the device: only at logging steps.
+            if step % tc.log_every == 0 or step == tc.iterations:
+                log_step(trainer, run, bar, result)
+            improved = False
+            if step % tc.val_every == 0 or step == tc.iterations:
+                psnr = validate(trainer, val_pairs, run, images=step % tc.image_every == 0
+                                or step == tc.iterations, dry_pairs=DryPhotos(val_pairs))
+                if psnr is not None and psnr > trainer.best_metric:
+                    trainer.best_metric, trainer.best_step, improved = psnr, step, True
+            if improved or step % tc.ckpt_every == 0 or step == tc.iterations:
+                checkpoint(trainer, run, stop, best=improved)
+            if step == tc.iterations:
+                return True
+            if trainer.should_stop(stop.step_done()):
+                return False
+        trainer.epoch += 1
+        trainer.batch_in_epoch = 0
+    return True
+
+
+def loss_function(cfg: Config, trainer: Trainer):
+    """batch -> the Trainer's loss function of that micro-batch (moved to the device when called)."""
+    criterion = HCNLoss(cfg.loss.weights).to(trainer.device)
+    device = trainer.device
+    channels_last = device.type == "cuda" and cfg.train.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def loss_on(batch):
         def compute(net):  # moves its batch to the device when called: one micro-batch at a time
@@ -247,56 +304,18 @@ def _train(cfg: Config, resume_state: dict | None, resume_path: Path | None,
             on = cfg.loss.l1_weight if trainer.step >= cfg.loss.l1_start else 0.0
             return criterion(out, clean, l1_weight=on, psnr_weight=cfg.loss.psnr_weight)
         return compute
+    return loss_on
 
-    bar = progress(tc.iterations, trainer.step, tc.name, active=info.is_main)
-    try:
-        with StopRequest() as stop:
-            while trainer.step < tc.iterations:
-                start_epoch(trainer, patches, sampler, generator, tc.seed)
-                for batches in micro_batches(loader, tc.accumulate):
-                    result = trainer.train_step([loss_on(batch) for batch in batches])
-                    bar.update(1)
-                    step = trainer.step
-                    # Reading the loss waits for the device: only at logging steps.
-                    if step % tc.log_every == 0 or step == tc.iterations:
-                        if step % tc.log_every:
-                            trainer.check_bad_steps(result)
-                        bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", refresh=False)
-                        scalars = {"train/loss": result.loss, "train/lr": result.lr,
-                                   "train/grad_norm": result.grad_norm}
-                        scalars.update({f"train/{k}": v for k, v in result.terms.items()})
-                        run.scalars(scalars, step)
-                        run.log(f"step {step} " + format_metrics(
-                            {"loss": result.loss, "lr": result.lr, **result.terms}))
-                    improved = False
-                    if step % tc.val_every == 0 or step == tc.iterations:
-                        psnr = validate(trainer, val_pairs, run, images=step % tc.image_every == 0
-                                        or step == tc.iterations)
-                        if psnr is not None and psnr > trainer.best_metric:
-                            trainer.best_metric, trainer.best_step, improved = psnr, step, True
-                    if improved or step % tc.ckpt_every == 0 or step == tc.iterations:
-                        checkpoint(trainer, run, best=improved)
-                    if trainer.should_stop(stop.requested):
-                        trainer.check_bad_steps()
-                        checkpoint(trainer, run)
-                        run.log(f"stopped by {stop.signal_name or 'a signal on another rank'} at "
-                                f"step {step}; checkpoint saved to {run.path / 'latest.pth'}. "
-                                f"Continue with: python train.py --resume {run.path / 'latest.pth'}")
-                        return stop.exit_code or 143
-                    if trainer.step >= tc.iterations:
-                        break
-                else:
-                    trainer.epoch += 1
-                    trainer.batch_in_epoch = 0
-    except TrainingAborted:  # the trainer has logged why
-        return 1
-    finally:
-        bar.close()
-    if trainer.best_step < 0:  # no val split (data.val_fraction=0): best = last
-        trainer.save(trainer.state_dict(), run.path / "best.pth")
-    if info.is_main:
-        report_test(cfg, run, device)
-    return 0
+
+def log_step(trainer: Trainer, run: RunDir, bar, result) -> None:
+    """A logging step: the bad-step check, the bar's postfix, tensorboard and the log line."""
+    if trainer.step % trainer.cfg.train.log_every:  # the last step: train_step did not check
+        trainer.check_bad_steps(result)
+    bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{result.lr:.2e}", refresh=False)
+    scalars = {"train/loss": result.loss, "train/lr": result.lr, "train/grad_norm": result.grad_norm}
+    scalars.update({f"train/{k}": v for k, v in result.terms.items()})
+    run.scalars(scalars, trainer.step)
+    run.log(f"step {trainer.step} " + format_metrics({"loss": result.loss, "lr": result.lr, **result.terms}))
 
 
 def report_test(cfg: Config, run: RunDir, device: torch.device) -> dict:
@@ -351,17 +370,23 @@ def pixel_terms(loss) -> str:
 
 
 def main(argv=None) -> int:
+    started = process_start()  # train.max_hours counts from here
     args = parse_args(argv)
     logs.setup(args)
     threads.apply_threads(args.threads)
     set_max_pixels(args.max_pixels)
     cfg, state, path = resolve_config(args)  # config, --resume checkpoint: UserError -> exit 2
     info, device = distributed.setup(args.device)
+    if args.preset == "paper" and cfg.data.root is None and state is None and info.is_main:
+        log.warning(f"--preset paper without --data trains on the embedded synthetic set "
+                    f"({cfg.data.synthetic_count} images of {cfg.data.synthetic_size} px): a smoke "
+                    f"test of the recipe, not its data; pass --data PATH (e.g. Rain200H/train)")
     try:
         Precision(device, cfg.train.precision, training=True)  # bf16 where unsupported: before any file
         data = build_data(cfg, info, pin=device.type == "cuda")  # the data: before any file is written
         init = initial_weights(cfg, resumed=state is not None)
-        return train(cfg, state, path, info, device, data, overwrite=args.overwrite, init=init)
+        return train(cfg, state, path, info, device, data, overwrite=args.overwrite, init=init,
+                     started=started)
     finally:
         distributed.cleanup(info)
 

@@ -8,7 +8,8 @@ Exit codes, the same for every script (`sys.exit(run_main(main))`):
   2  a usage or data error: one line `error: ...` naming the file or field, no traceback
      (any `utils.errors.UserError`; argparse's own usage errors exit 2 too);
   130 Ctrl-C where the script does not handle it (the training scripts save a checkpoint
-     and exit 128 + the signal number instead).
+     and exit 128 + the signal number instead: 130 SIGINT, 143 SIGTERM, 129 SIGHUP);
+  124 (training scripts) stopped at the time limit (--time-limit, train.max_hours), resumable.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch
 from config import PRECISIONS
 from utils import logs, threads
 from utils.engine.precision import Precision
+from utils.engine.time_limit import parse_duration
 from utils.errors import UserError
 from utils.io import shipped
 from utils.io.checkpoints import CheckpointError, load_checkpoint, load_model
@@ -133,14 +135,30 @@ def add_max_pixels_arg(parser: argparse.ArgumentParser) -> None:
                              f"decoding them (default {DEFAULT_MAX_PIXELS:,})")
 
 
+class _TimeLimit(argparse.Action):
+    """--time-limit DURATION: the override train.max_hours=HOURS, in order among the --set ones."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            seconds = parse_duration(values)
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []),
+                               f"train.max_hours={seconds / 3600!r}"]
+
+
 def add_run_args(parser: argparse.ArgumentParser, run_dir: str) -> None:
-    """--resume, --overwrite, --device, --max-pixels and --quiet/--verbose, shared by the
-    training scripts; `run_dir` names the run folder."""
+    """--resume, --overwrite, --time-limit, --device, --max-pixels and --quiet/--verbose,
+    shared by the training scripts; `run_dir` names the run folder."""
     parser.add_argument("--resume", default=None, metavar="PATH|auto",
                         help=f"continue from a checkpoint, writing next to it; 'auto' = "
                              f"{run_dir}/latest.pth if it exists")
     parser.add_argument("--overwrite", action="store_true",
                         help=f"start afresh even if {run_dir} holds a run (its checkpoints are deleted)")
+    parser.add_argument("--time-limit", action=_TimeLimit, metavar="DURATION",
+                        help="stop cleanly, latest.pth saved, before this much wall time has passed "
+                             "since the start (3h30m, 90m, 5400 seconds, 23:30:00; sets "
+                             "train.max_hours); exit code 124, continue with --resume auto")
     add_device_arg(parser)
     add_threads_arg(parser)
     add_max_pixels_arg(parser)

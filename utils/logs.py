@@ -105,9 +105,42 @@ def bars_enabled() -> bool:
     return _state["level"] <= logging.INFO
 
 
-def attach_file(path: str | Path) -> logging.Handler:
+class LogFile(logging.FileHandler):
+    """A run's log file. A write that fails (a full disk) is kept in `failure` instead of
+    logging's own traceback on stderr, and the file is left alone from then on; the run
+    reports it (RunDir.log) as one error naming the file."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, mode="a", encoding="utf-8")
+        self.failure: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            self.failure = self.failure or error
+        else:
+            super().handleError(record)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            self.failure = self.failure or exc
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # the buffered lines of a full disk, once more
+            self.failure = self.failure or exc
+
+
+def attach_file(path: str | Path) -> LogFile:
     """Append every record to `path` (with a timestamp), starting with the pending ones."""
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler = LogFile(path)
     handler.setLevel(logging.DEBUG if _state["level"] <= logging.DEBUG else logging.INFO)
     handler.setFormatter(_Formatter(stamp=True))
     pending = _state["pending"]

@@ -1,5 +1,8 @@
-"""A DistributedSampler that can start in the middle of an epoch (for exact resume)."""
+"""A DistributedSampler that can start in the middle of an epoch (for exact resume), and the
+loader's batches grouped into optimizer steps (gradient accumulation)."""
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 from torch.utils.data import DistributedSampler
 
@@ -32,3 +35,14 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(0, (self.batches_per_epoch() - self.start_batch) * self.batch_size)
+
+
+def micro_batches(batches: Iterable, count: int) -> Iterator[list]:
+    """The loader's batches in groups of `count` (one optimizer step each); an epoch's last
+    incomplete group is left out, as the loader leaves out its last incomplete batch."""
+    group = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == count:
+            yield group
+            group = []

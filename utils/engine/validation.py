@@ -5,12 +5,20 @@ final "rainy input vs derained output" report of train.py and real_train.py.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
+from utils.engine import distributed
 from utils.inference import derain
 from utils.io.images import to_image
+from utils.io.panels import side_by_side
 from utils.metrics.scoring import mean_metrics, score_pair
+
+if TYPE_CHECKING:
+    from utils.engine.run_dir import RunDir
+    from utils.engine.trainer import Trainer
 
 
 def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rgb",),
@@ -39,3 +47,29 @@ def evaluate(model: torch.nn.Module, pairs, device: torch.device, protocols=("rg
     finally:
         model.train(was_training)
     return {"output": mean_metrics(outs), "input": mean_metrics(inps), "count": count, "panels": shown}
+
+
+def validate(trainer: "Trainer", val_pairs, run: "RunDir", images: bool, dry_pairs=None) -> float | None:
+    """Rank 0 evaluates the val split, and `dry_pairs` (the same photos without rain, if given);
+    every rank gets the val PSNR (for the best-checkpoint choice)."""
+    psnr = None
+    if trainer.info.is_main and len(val_pairs):
+        result = evaluate(trainer.eval_model(), val_pairs, trainer.device,
+                          precision=trainer.precision, panels=2 if images else 0)
+        out = result["output"]
+        psnr = out["rgb/psnr"]
+        run.scalars({"val/psnr": psnr, "val/ssim": out["rgb/ssim"]}, trainer.step)
+        for i, panel in enumerate(result["panels"]):
+            run.image(f"val/rainy_derained_clean_{i}",
+                      side_by_side(list(panel), labels=("rainy", "derained", "clean")), trainer.step)
+        run.log(f"step {trainer.step}: val PSNR {psnr:.3f} dB SSIM {out['rgb/ssim']:.4f} "
+                f"(input {result['input']['rgb/psnr']:.3f} dB, {result['count']} images)")
+    if trainer.info.is_main and dry_pairs is not None and len(dry_pairs):
+        # A recipe that darkens or "dehazes" dry photos shows here, not after training.
+        dry = evaluate(trainer.eval_model(), dry_pairs, trainer.device,
+                       precision=trainer.precision, panels=0)["output"]
+        run.scalars({"val/dry_psnr": dry["rgb/psnr"], "val/dry_brightness": dry["brightness"]},
+                    trainer.step)
+        run.log(f"step {trainer.step}: val photos without rain come back at {dry['rgb/psnr']:.2f} dB, "
+                f"brightness {dry['brightness']:+.4f}")
+    return distributed.broadcast_object(trainer.info, psnr)

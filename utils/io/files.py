@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -9,6 +10,33 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from utils.errors import UserError
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left; a user's quota exceeded (clusters)
+
+
+class DiskFull(UserError, OSError):
+    """A write failed for lack of space: one line naming the file (what was there before is
+    untouched)."""
+
+    def __init__(self, path: str | Path, error: OSError):
+        super().__init__(error.errno, error.strerror)
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.strerror}"
+
+
+def disk_full(error: BaseException | None) -> OSError | None:
+    """The OSError of a full disk behind `error` (itself, or what it was raised from:
+    torch.save turns its file's OSError into a RuntimeError), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in FULL:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _umask() -> int:
@@ -20,13 +48,19 @@ def _umask() -> int:
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temp file next to `path` (folders are created); on a clean exit it is flushed,
-    fsynced and renamed over `path`, on an error it is removed and `path` is untouched.
+    fsynced and renamed over `path`, on an error it is removed and `path` is untouched (a
+    full disk: DiskFull naming `path`).
 
     The file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in FULL:
+            raise DiskFull(path, exc) from None
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -34,9 +68,12 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = disk_full(exc)
+        if full is not None and not isinstance(exc, DiskFull):
+            raise DiskFull(path, full) from None
         raise
 
 
