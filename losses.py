@@ -94,16 +94,20 @@ class HCNLoss(nn.Module):
         return total, terms
 
 
-def psnr_loss(pred: torch.Tensor, clean: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def psnr_loss(pred: torch.Tensor, clean: torch.Tensor, ceiling_db: float = 50.0) -> torch.Tensor:
     """Negative PSNR (data range 1) of each image of a [B, C, H, W] batch, averaged: the mean of
     10 log10(MSE_i): the metric a table's mean PSNR reports, so each image counts by its
     relative error. Where the haze is ambiguous it hedges between nearby guesses (unlike L1,
     which follows the median). The differentiable counterpart of
     utils.metrics.protocols.batch_psnr (which clips and detaches, as a metric must): not
-    clipped, so outputs outside [0, 1] still get a gradient; `eps` keeps a perfect image
-    finite."""
+    clipped, so outputs outside [0, 1] still get a gradient.
+
+    Each image's PSNR counts up to `ceiling_db` and no further: its gradient grows as 1/MSE, so
+    without a ceiling a nearly perfect image (a dry photo, clean -> clean) would outweigh every
+    rainy one for ever; at 50 dB an image is within about a grey level everywhere."""
+    floor = 10.0 ** (-ceiling_db / 10.0)
     mse = (pred.float() - clean.float()).pow(2).flatten(1).mean(1)
-    return (10.0 * torch.log10(mse + eps)).mean()
+    return (10.0 * torch.log10(mse.clamp_min(floor))).mean()
 
 
 def online_update_loss(pred: torch.Tensor, pseudo_label: torch.Tensor, rainy: torch.Tensor,

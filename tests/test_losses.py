@@ -176,7 +176,7 @@ def test_psnr_loss_is_minus_the_mean_per_image_psnr_and_hedges_where_l1_does_not
     per_image = [-10 * math.log10(((p - c).double() ** 2).mean().item()) for p, c in zip(pred, clean)]
     assert per_image[0] - per_image[1] > 10  # two very different errors: a mean of logs, not a log of means
     assert psnr_loss(pred, clean).item() == pytest.approx(-np.mean(per_image), abs=1e-3)
-    assert torch.isfinite(psnr_loss(clean, clean))  # eps keeps a perfect image finite
+    assert psnr_loss(clean, clean).item() == pytest.approx(-50.0)  # the ceiling: finite
     # One flat output for two equally likely truths (a veil or none) with texture it cannot
     # reproduce (error variance b): the mean of log-MSEs hedges between two tones closer than
     # sqrt(8 b), and commits to one when they are farther apart.
@@ -261,3 +261,14 @@ def test_online_loss_shape_mismatch():
     a = torch.rand(1, 3, 4, 4)
     with pytest.raises(ValueError, match=r"partner_rain \(1, 3, 4, 5\)"):
         online_update_loss(a, a, a, torch.rand(1, 3, 4, 5), lam=1.0)
+
+
+def test_psnr_loss_stops_pulling_at_its_ceiling():
+    """An image past the ceiling (a dry photo returned nearly unchanged) gets no gradient, so
+    it cannot outweigh the rainy images of its batch; below the ceiling it still pulls."""
+    clean = torch.rand(2, 3, 8, 8)
+    near = (clean + torch.tensor([1e-3, 0.05]).view(2, 1, 1, 1)).requires_grad_(True)
+    psnr_loss(near, clean).backward()
+    assert near.grad[0].abs().max() == 0  # 60 dB: past the 50 dB ceiling
+    assert near.grad[1].abs().max() > 0  # 26 dB: still pulled towards the truth
+    assert psnr_loss(clean + 1e-3, clean, ceiling_db=70.0).item() == pytest.approx(-60.0, abs=1e-3)
