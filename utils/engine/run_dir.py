@@ -227,7 +227,8 @@ def format_metrics(values: dict[str, float]) -> str:
     return " ".join(logs.format_value(k, v) for k, v in values.items())
 
 
-def progress(total: int, initial: int = 0, desc: str = "", active: bool = True, leave: bool = True) -> tqdm:
+def progress(total: int | None, initial: int = 0, desc: str = "", active: bool = True, leave: bool = True,
+             unit: str = "it") -> tqdm:
     """A tqdm bar (rate and ETA built in); redrawn at most every 10 s when stderr is a file."""
     return tqdm(total=total, initial=initial, desc=desc, disable=not (active and logs.bars_enabled()), leave=leave,
-                dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0)
+                dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 10.0, unit=unit)
