@@ -48,7 +48,7 @@ def test_streaks_fall_along_their_direction(angle):
     lengths along the streak direction (down, leaning as the streaks lean)."""
     layer = dataclasses.replace(RAIN_PRESETS["light"].layers[0], groups=1)  # one speed
     rng = np.random.default_rng(3)
-    falling = video.FallingLayer(layer, angle, 1.0, 0.0, (160, 160), 4, rng)
+    falling = video.FallingLayer(layer, angle, 1.0, 0.0, (160, 160), rng)
     group_angle, length = falling.draw.groups[0]
     step = video.FALL_PER_FRAME * length
     (dx, dy), response = cv2.phaseCorrelate(falling.render(1), falling.render(2))
@@ -59,7 +59,7 @@ def test_streaks_fall_along_their_direction(angle):
 
 def test_gusts_stay_put_while_the_drops_move():
     layer = RAIN_PRESETS["gusty"].layers[1]
-    falling = video.FallingLayer(layer, 0.0, 1.0, 25.0, (96, 96), 5, np.random.default_rng(0))
+    falling = video.FallingLayer(layer, 0.0, 1.0, 25.0, (96, 96), np.random.default_rng(0))
     assert falling.gain is not None and len(falling.bins) > 1
     frames = [falling.render(t) for t in range(3)]
     assert all(f.shape == (96, 96) and f.min() >= 0 for f in frames)
@@ -92,3 +92,15 @@ def test_bad_settings_are_user_errors():
         video.ClipSpec(frames=1).check()
     with pytest.raises(UserError, match="unknown rain style"):
         next(video.rainy_clip(video.ClipSpec(style="drizzle")))
+
+
+def test_drops_are_made_on_demand_and_alike_in_any_order():
+    """Drop cells come from their own seeds: a frame is the same whether the frames before it
+    were rendered or not, and a long clip holds only the cells one frame sees."""
+    layer = RAIN_PRESETS["gusty"].layers[2]  # long, fast streaks: new cells every few frames
+    make = lambda: video.FallingLayer(layer, 10.0, 1.0, 25.0, (64, 80), np.random.default_rng(4))  # noqa: E731
+    in_order, jumping = make(), make()
+    frames = [in_order.render(t) for t in range(40)]
+    np.testing.assert_array_equal(jumping.render(39), frames[39])
+    np.testing.assert_array_equal(jumping.render(7), frames[7])
+    assert all(len(field._cells) <= 4 for field in in_order.drops)

@@ -8,7 +8,9 @@ the held-out `gusty` style by default, drawn once for the whole clip. Its drops 
 each streak moves along its own direction by FALL_PER_FRAME of its length from one frame to
 the next (near, long streaks fast, far ones slowly), through gusts that stay put (the wind
 turns the streaks and thins them where it blows). The veil and the mist near the ground are
-the same in every frame; the sensor noise is new in each. Same seed, same clip, bit for bit.
+the same in every frame; the sensor noise is new in each. Same seed, same frames, bit for
+bit. Frames are made one at a time and the drops cell by cell (DropField), so a clip of any
+length streams in bounded memory.
 
 The clean clip is the ground truth. Both are written losslessly (FFV1 in .mkv), so scores
 (`eval.py --clip`) see no compression.
@@ -89,47 +91,68 @@ def camera_frames(spec: ClipSpec) -> Iterator[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- the rain
+class DropField:
+    """The drops of one seed group, falling by `step` (dy, dx) px per frame: a Poisson field of
+    start positions (frame 0, canvas coordinates), each with a strength and a thinning draw,
+    made cell by cell when a frame needs it (canvas-sized cells, each from its own seed). A
+    frame sees at most four cells, so a clip of any length holds only those."""
+
+    def __init__(self, canvas: tuple[int, int], step: np.ndarray, density: float, top_gain: float,
+                 seed: int):
+        self.canvas, self.step, self.top_gain, self.seed = canvas, step, top_gain, seed
+        self.density = density * top_gain  # thinned back to `density` x gain where drawn
+        self._cells: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+
+    def _cell(self, i: int, j: int) -> tuple[np.ndarray, ...]:
+        rng = np.random.default_rng([self.seed, i + (1 << 31), j + (1 << 31)])
+        height, width = self.canvas
+        count = int(rng.poisson(self.density * height * width))
+        start = (np.array([i * height, j * width]) + rng.random((count, 2)) * [height, width])
+        return start, (1.0 - 0.5 * rng.random(count)).astype(np.float32), rng.random(count) * self.top_gain
+
+    def at(self, t: int) -> tuple[np.ndarray, ...]:
+        """(y, x, strength, thinning draw) of the drops on the canvas at frame t."""
+        origin = -t * self.step  # the start positions on the canvas at frame t: origin + [0, canvas)
+        rows, cols = (range(int(np.floor(origin[k] / self.canvas[k])),
+                            int(np.floor(origin[k] / self.canvas[k] + 1.0)) + 1) for k in (0, 1))
+        self._cells = {(i, j): self._cells.get((i, j)) or self._cell(i, j) for i in rows for j in cols}
+        start, strength, thin = (np.concatenate(parts) for parts in zip(*self._cells.values()))
+        position = np.floor(start + t * self.step).astype(np.int64)
+        y, x = position[:, 0], position[:, 1]
+        keep = (y >= 0) & (y < self.canvas[0]) & (x >= 0) & (x < self.canvas[1])
+        return y[keep], x[keep], strength[keep], thin[keep]
+
+
 class FallingLayer:
-    """One depth layer of streaks over a whole clip: its settings and gusts drawn once, and
-    drops (position, strength, group, thinning draw) that fall in straight lines, each group
-    along its own streak direction at FALL_PER_FRAME of its length per frame."""
+    """One depth layer of streaks over a clip: its settings and gusts drawn once, and one
+    DropField per seed group, falling along the group's streak direction by FALL_PER_FRAME
+    of its length per frame."""
 
     def __init__(self, layer: StreakLayer, base_angle: float, scale: float, gust: float,
-                 shape_hw: tuple[int, int], frames: int, rng: np.random.Generator):
+                 shape_hw: tuple[int, int], rng: np.random.Generator):
         self.layer, self.shape_hw = layer, shape_hw
         self.draw: StreakDraw = draw_streaks(layer, base_angle, scale, rng)
         self.pad = self.draw.margin(gust)
         self.canvas = (shape_hw[0] + 2 * self.pad, shape_hw[1] + 2 * self.pad)
         self.gain, self.bins = gust_fields(self.canvas, gust, rng)
         top_gain = 1.0 if self.gain is None else float(self.gain.max())
-        self.drops = [self._drops(angle, length, top_gain, frames, rng)
-                      for angle, length in self.draw.groups]
-
-    def _drops(self, angle: float, length: float, top_gain: float, frames: int,
-               rng: np.random.Generator) -> dict:
-        theta = np.deg2rad(angle)
-        step = FALL_PER_FRAME * length * np.array([np.cos(theta), -np.sin(theta)])  # (dy, dx)
-        travel = step * (frames - 1)
-        # Every drop that is on the canvas in some frame starts in this box (canvas coordinates).
-        low = np.array([-max(travel[0], 0.0), -max(travel[1], 0.0)])
-        high = np.array(self.canvas, np.float64) - np.minimum(travel, 0.0)
-        density = self.draw.density / len(self.draw.groups) * top_gain
-        count = int(rng.poisson(density * np.prod(high - low)))
-        return {"start": rng.uniform(low, high, size=(count, 2)), "step": step,
-                "strength": (1.0 - 0.5 * rng.random(count)).astype(np.float32),
-                "thin": rng.random(count) * top_gain}
+        density = self.draw.density / len(self.draw.groups)
+        self.drops = []
+        for angle, length in self.draw.groups:
+            theta = np.deg2rad(angle)
+            step = FALL_PER_FRAME * length * np.array([np.cos(theta), -np.sin(theta)])  # (dy, dx)
+            self.drops.append(DropField(self.canvas, step, density, top_gain, int(rng.integers(1 << 62))))
 
     def render(self, t: int) -> np.ndarray:
         """The layer's rain intensity map (H, W) at frame t."""
         seeds = []
-        for drops in self.drops:
-            position = np.floor(drops["start"] + t * drops["step"]).astype(np.int64)
-            y, x = position[:, 0], position[:, 1]
-            keep = (y >= 0) & (y < self.canvas[0]) & (x >= 0) & (x < self.canvas[1])
+        for field in self.drops:
+            y, x, strength, thin = field.at(t)
             if self.gain is not None:  # where the gust thins the rain, fewer drops show
-                keep[keep] = drops["thin"][keep] < self.gain[y[keep], x[keep]]
+                keep = thin < self.gain[y, x]
+                y, x, strength = y[keep], x[keep], strength[keep]
             canvas = np.zeros(self.canvas, np.float32)
-            canvas[y[keep], x[keep]] = drops["strength"][keep]
+            canvas[y, x] = strength
             seeds.append(canvas)
         return render_streaks(seeds, self.draw, self.bins, self.shape_hw, self.pad)
 
@@ -141,8 +164,7 @@ def rainy_clip(spec: ClipSpec) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     style, base_angle, rain_color = draw_style(spec.style, rng)
     scale = min(spec.width, spec.height) / RAIN_UNIT
     shape_hw = (spec.height, spec.width)
-    layers = [FallingLayer(layer, base_angle, scale, style.gust, shape_hw, spec.frames, rng)
-              for layer in style.layers]
+    layers = [FallingLayer(layer, base_angle, scale, style.gust, shape_hw, rng) for layer in style.layers]
     for t, clean in enumerate(camera_frames(spec)):
         rain = [(falling.layer, falling.render(t)) for falling in layers]
         # The veil and mist draw alike in every frame (one seed), the sensor noise anew.
