@@ -15,11 +15,12 @@ given. Unreadable images are skipped with a warning; the exit status is then 1. 
 error (no input, bad flag, missing checkpoint) exits with 2 before anything is written.
 
 Clips (any container and codec OpenCV's FFmpeg reads: .mp4, .avi, .mkv, .mov, ...) are
-derained frame by frame into `<stem>.mp4` (mp4v; MJPG .avi where mp4v cannot be written) at
-the input's size and frame rate, streamed: memory does not grow with the clip's length.
-Audio is not carried over. --steady averages each frame with the previous ones along the
-motion, which removes most of the flicker (docs/video.md). A clip that ends early or has a
-broken frame is reported (exit status 1) and the frames derained so far are kept.
+derained frame by frame into `<stem>.mp4` (mp4v; MJPG .avi where mp4v cannot be written;
+--video-format mkv: lossless) at the input's size and frame rate, streamed: memory does not
+grow with the clip's length. Audio is not carried over. --steady averages each frame with
+the previous ones along the motion, which removes most of the flicker (docs/video.md). A
+clip that ends early or has a broken frame is reported (exit status 1) and the frames
+derained so far are kept.
 """
 from __future__ import annotations
 
@@ -82,7 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                             f"the motion, with this weight in [0, 1) (default {DEFAULT_STRENGTH} "
                             "when given without a value; docs/video.md)")
     clips.add_argument("--side-by-side", action="store_true",
-                       help=f"also write <out>/{PANEL_DIR}/<stem>.mp4: input | derained")
+                       help=f"also write <out>/{PANEL_DIR}/<stem>.mp4 (or --video-format): input | derained")
+    clips.add_argument("--video-format", default="mp4", choices=("mp4", "mkv", "avi"),
+                       help="mp4: mp4v, plays almost everywhere (default); mkv: FFV1, lossless "
+                            "and about 10x larger; avi: MJPG")
     return parser.parse_args(argv)
 
 
@@ -176,9 +180,7 @@ def run(args) -> int:
         log.warning(f"{pattern!r} matched no image or video file")
     clips = [p for p in files if is_video_file(p)]
     files = [p for p in files if not is_video_file(p)]
-    frames = FrameRange.parse(args.frames, args.every)  # flags checked before any work
-    if not 0.0 <= args.steady < 1.0:
-        raise UsageError(f"--steady must be in [0, 1), got {args.steady}")
+    frames = check_clips(clips, args)
     out = Path(args.out)
     clean_dir = Path(args.clean) if args.clean else None
     if clean_dir is not None and not clean_dir.is_dir():
@@ -191,14 +193,11 @@ def run(args) -> int:
     try:
         set_max_pixels(args.max_pixels)
         names = output_names(files, reserved=(SHEET_NAME,) if args.contact_sheet else ())
-        clip_names = output_names(clips, suffix=".mp4")
+        clip_names = output_names(clips, suffix=f".{args.video_format}")
         targets = planned_outputs(out, names, args, clip_names)
         check_output_folder(out, files + clips, targets)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for clip in clips:  # an unreadable clip is an error before anything is written
-        with VideoReader(clip, max_pixels=args.max_pixels) as reader:
-            log.info(f"{clip}: {reader.info.describe()}")
     if not args.overwrite:
         existing = [p for p in targets if p.exists()]
         if existing:
@@ -279,6 +278,18 @@ def run(args) -> int:
     broken = derain_clips(clips, clip_names, out, FrameDerainer(
         model, args.tile, args.overlap, args.tile_batch, args.ensemble, precision), frames, args)
     return 1 if failed or broken else 0
+
+
+def check_clips(clips: list[Path], args) -> FrameRange:
+    """The clip flags, checked, and every clip opened once: an unreadable clip is an error
+    before anything is written. Returns the --frames/--every range."""
+    frames = FrameRange.parse(args.frames, args.every)
+    if not 0.0 <= args.steady < 1.0:
+        raise UsageError(f"--steady must be in [0, 1), got {args.steady}")
+    for clip in clips:
+        with VideoReader(clip, max_pixels=args.max_pixels) as reader:
+            log.info(f"{clip}: {reader.info.describe()}")
+    return frames
 
 
 def derain_clips(clips: list[Path], names: list[str], out: Path, derainer: FrameDerainer,

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import eval as evaluate_script
 import real_train
 import show
 from test_real_train import make_init, online_args
 from test_show import make_checkpoint
-from utils.cli import UsageError, run_main
-from utils.clips import FrameRange, sample_frames
+from utils.cli import UsageError, open_model, run_main
+from utils.clips import FrameDerainer, FrameRange, sample_frames
 from utils.io.images import as_saved
 from utils.io.video import VideoReader, VideoWriter
 from utils.metrics.flicker import FlickerMeter
@@ -68,6 +69,19 @@ def test_show_derains_a_clip_at_its_size_and_rate(clip, checkpoint, tmp_path):
     assert (side.width, side.height, side.frames) == (2 * 64 + 4, 48 + 22, 8)
     record = json.loads((out / show.RUN_LOG_NAME).read_text().splitlines()[-1])
     assert record["outputs"] == ["rainy.mp4"] and record["args"]["steady"] == 0.6
+
+
+def test_show_writes_exactly_the_derained_frames_losslessly(clip, checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert show_clip([str(clip["rainy"]), "--out", str(out), "--video-format", "mkv", "--precision", "fp32",
+                      "--frames", "0:3"], checkpoint) == 0
+    model, _ = open_model(checkpoint, torch.device("cpu"))
+    derainer = FrameDerainer(model, "auto")
+    _, written = clip_info(out / "rainy.mkv")
+    _, rainy = clip_info(clip["rainy"])
+    assert len(written) == 3
+    for got, frame in zip(written, rainy):
+        np.testing.assert_array_equal(got, as_saved(derainer(frame)))
 
 
 def test_show_takes_a_piece_of_a_clip(clip, checkpoint, tmp_path):
