@@ -182,6 +182,12 @@ class OnlineConfig:
     ema_decay: float = 0.0
     # Real photos are shrunk (area filter) to this longer side for the update (0: full size).
     max_side: int = 0
+    # A clip as `data` (docs/video.md): the update trains on every clip_every-th frame, at most
+    # clip_frames of them spread over the clip; then the adapted model derains the whole clip
+    # into runs/<name>/<stem>.mp4, steadied with strength clip_steady (0: off; utils/steady.py).
+    clip_every: int = 4
+    clip_frames: int = 12
+    clip_steady: float = 0.6
     # Stop when a round loses more than this (dB) on the synthetic guard set (the synthetic
     # model's own rain, data.synthetic_preset, at target_size on target_count held-out val
     # photos; no target ground truth); the result (final.pth) is then the round before.
@@ -614,6 +620,10 @@ def validate(cfg: "Config") -> None:
                           "at least 1 (1: no accumulation)")
     if cfg.online.replay < 0:
         raise ConfigError(f"config online.replay: {cfg.online.replay} is negative (0 turns it off)")
+    if cfg.online.clip_every < 1 or cfg.online.clip_frames < 1 or not 0.0 <= cfg.online.clip_steady < 1.0:
+        raise ConfigError(f"config online.clip_every / clip_frames / clip_steady: need >= 1, >= 1 and "
+                          f"[0, 1), got {cfg.online.clip_every}, {cfg.online.clip_frames}, "
+                          f"{cfg.online.clip_steady}")
     if not 0.0 <= cfg.online.replay_clean <= 1.0:
         raise ConfigError(f"config online.replay_clean: {cfg.online.replay_clean} is outside [0, 1] "
                           "(the share of clean -> clean replay items)")

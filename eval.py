@@ -6,6 +6,8 @@
     python eval.py --data Rain100L=data/Rain100L --results PReNet=res/prenet --results HCN=res/hcn --compare
     python eval.py --data DDN=data/DDN/test --layout ddn --protocols y-float --crop-border 0
     python eval.py --synthetic dry --dry mine=photos/clean   # does the model leave dry photos alone?
+    python eval.py --synthetic-clip --steady          # the embedded rainy clip: per frame + flicker
+    python eval.py --clip rain=rainy.mp4 clean.mp4     # a rainy clip against its clean clip
 
 Rows, per data set: the rainy input, then each --checkpoint (derained here: full-size images,
 batch 1 unless --batch, the HCN authors' protocol, on the GPU when there is one, in fp32 unless
@@ -20,6 +22,9 @@ Dry sets (`--synthetic dry`, `--dry DIR`) are rain-free photos scored against th
 derainer should return them unchanged (no input row: it would be the photo itself). --compare adds paired bootstrap intervals of every PSNR gap (utils.metrics.bootstrap).
 Results go to --out as results.md / .csv / .json / .tex (booktabs, best bold, second
 underlined), plus settings.json (what was run). Errors: one line, exit status 2.
+Clips are scored frame by frame (the table averages the frames) and get a flicker column:
+change between consecutive frames where the scene did not move, beyond the clean clip's
+(8-bit levels, utils/metrics/flicker.py); --steady adds each checkpoint steadied.
 """
 from __future__ import annotations
 
@@ -53,13 +58,17 @@ from utils.io.images import (ImageReadError, as_saved, is_image_file, read_image
                              to_image, to_tensor, write_image)
 from utils.io.latex import latex_table
 from utils.io.tables import markdown_table, write_csv
+from utils.clips import FrameDerainer
+from utils.io.video import VideoReadError
 from utils.metrics.bootstrap import RESAMPLES, SEED, paired_bootstrap
+from utils.metrics.clip_scores import STEADY_SUFFIX, clip_sets, score_clip
 from utils.metrics.complexity import complexity
 from utils.metrics.protocols import PROTOCOLS
 from utils.metrics.result_folders import (ALIGNS, ResultsError, align, check_sizes, folder_for_set,
                                           pair_results)
 from utils.metrics.scoring import mean_metrics, score_pair, scores
 from utils.progress import progress
+from utils.steady import DEFAULT_STRENGTH
 from utils.synthetic.styles import HELD_OUT, PRESET_NAMES
 
 DRY = "dry"  # the embedded test photos without rain
@@ -112,6 +121,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--synthetic-count", type=int, default=None,
                         help="images per synthetic test set (default: the first checkpoint config's "
                              "data.synthetic_test_count; the demo preset's without a checkpoint)")
+    parser.add_argument("--clip", nargs=2, action="append", default=[], metavar=("[NAME=]RAINY", "CLEAN"),
+                        help="a rainy clip and its clean clip (any format OpenCV reads, one size, "
+                             "frame for frame); repeatable; checkpoints only, not --results")
+    parser.add_argument("--synthetic-clip", action="store_true",
+                        help="the embedded rainy clip, made in memory (python -m utils.synthetic.video)")
+    parser.add_argument("--steady", type=float, nargs="?", const=DEFAULT_STRENGTH, default=0.0,
+                        metavar="STRENGTH", help="clips: also score each checkpoint steadied "
+                                                 f"(default {DEFAULT_STRENGTH} without a value)")
     parser.add_argument("--layout", default="auto", help="layout of every --data set (default: auto)")
     parser.add_argument("--side-order", default="auto",
                         help="for side-by-side pair files: clean-rainy, rainy-clean or auto (default: "
@@ -215,8 +232,9 @@ def open_datasets(args, data_cfg) -> list[tuple[str, str, object]]:
             raise dataset.DatasetError(f"{path}: no images found")
         sets.append((unique(f"dry-{name}", names), f"{path} (rain-free photos)", photos))
 
+    clips = args.clip or args.synthetic_clip
     presets = (args.synthetic.split(",") if args.synthetic
-               else [] if args.data or args.dry else list(SYNTHETIC_PRESETS))
+               else [] if args.data or args.dry or clips else list(SYNTHETIC_PRESETS))
     for preset in presets:
         preset = preset.strip()
         if preset not in SYNTHETIC_PRESETS:
@@ -304,6 +322,21 @@ def evaluate_set(name: str, pairs, methods: list[Method], args, device, image_di
         collect(limit=0)
     bar.close()
     return rows
+
+
+def evaluate_clip(clip, checkpoints: list[Method], args, metric_keys: list[str], by_name: dict
+                  ) -> tuple[list[dict], list[dict]]:
+    """(summary rows with the flicker column, per-frame rows) of one clip (utils.metrics.clip_scores)."""
+    derainers = {m.name: FrameDerainer(m.model, args.tile, args.overlap, args.tile_batch, args.ensemble,
+                                       args.precision_used) for m in checkpoints}
+    try:
+        rows, flicker = score_clip(clip, derainers, args.protocol_list, args.crop_border, args.steady,
+                                   None if args.no_input_row else INPUT_ROW)
+    except VideoReadError as exc:
+        raise EvalError(f"clip {clip.name}: {exc}") from None
+    labels = list(dict.fromkeys(r["method"] for r in rows))
+    summary = summarise(clip.name, rows, metric_keys, labels, by_name)
+    return [dict(row, flicker=flicker[row["method"]]) for row in summary], rows
 
 
 def whole_image(tile_flag, height: int, width: int) -> bool:
@@ -406,11 +439,13 @@ def compare(per_image: list[dict], set_names: list[str], labels: list[str], prot
     """For each data set and pair of rows (earlier A, later B): the paired PSNR gap B - A."""
     out = []
     for set_name in set_names:
+        present = [label for label in labels
+                   if any(r["dataset"] == set_name and r["method"] == label for r in per_image)]
         psnr = {label: {p: np.array([r[f"{p}/psnr"] for r in per_image
                                      if r["dataset"] == set_name and r["method"] == label])
-                        for p in protocols} for label in labels}
-        for i, a in enumerate(labels):
-            for b in labels[i + 1:]:
+                        for p in protocols} for label in present}
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
                 row = {"dataset": set_name, "a": a, "b": b}
                 for p in protocols:
                     stats = paired_bootstrap(psnr[a][p], psnr[b][p], resamples=resamples)
@@ -455,13 +490,14 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
     metrics = metric_columns(protocols)
     sizes = [m.size for m in methods if m.size]
     macs_at = sizes[0]["size"] if sizes else None
-    columns = (["dataset", "method", *metrics, "brightness", "images", "runtime_s"]
+    flicker = ["flicker"] if any("flicker" in r for r in summary) else []
+    columns = (["dataset", "method", *metrics, "brightness", *flicker, "images", "runtime_s"]
                + (["params_m", "gmacs"] if sizes else []))
     headers = {"dataset": "data set", "images": "images", "runtime_s": "s / image", "params_m": "params (M)",
-               "gmacs": f"GMACs at {macs_at}", "brightness": "Δ brightness"}
+               "gmacs": f"GMACs at {macs_at}", "brightness": "Δ brightness", "flicker": "flicker (levels)"}
     headers.update({c: f"{c.split('/')[1].upper()} ({c.split('/')[0]})" for c in metrics})
     digits = {c: (2 if c.endswith("psnr") else 4) for c in metrics}
-    digits.update(runtime_s=3, params_m=3, gmacs=2)
+    digits.update(runtime_s=3, params_m=3, gmacs=2, flicker=2)
     md_rows = [dict(r, params_m=r["params"] / 1e6 if r["params"] is not None else None) for r in summary]
     lines = []
     for m in methods:
@@ -479,6 +515,8 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
             + (compare_markdown(comparisons, protocols, info["bootstrap"]) if comparisons is not None else "")
             + "\nRows:\n" + (f"- `{INPUT_ROW}`: the rainy images themselves (no deraining)\n"
                              if not info["no_input_row"] else "") + "".join(lines)
+            + (f"- `NAME{STEADY_SUFFIX}`: that checkpoint's frames steadied (strength {info['steady']:g}, "
+               "utils/steady.py)\n" if info["steady"] and flicker else "") + (CLIP_NOTE if flicker else "")
             + "\n`Δ brightness`: mean of the output minus mean of the ground truth (0 to 1 scale; "
               "negative = darker). Dry sets are rain-free photos scored against themselves: the "
               "model should return them unchanged.\n"
@@ -491,7 +529,7 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
               f"a set containing one is inf.\n\nProtocols:\n"
             + "".join(f"- `{p}`: {info['protocol_notes'].get(p, '')}\n" for p in protocols))
     write_text(out / "results.md", text)
-    csv_columns = ["dataset", "method", *metrics, "brightness", "images", "runtime_s", "params", "gmacs"]
+    csv_columns = ["dataset", "method", *metrics, "brightness", *flicker, "images", "runtime_s", "params", "gmacs"]
     write_csv(out / "results.csv", summary, csv_columns)
     write_text(out / "results.json", json.dumps({**info, "rows": summary, "comparisons": comparisons},
                                                 indent=2) + "\n")
@@ -511,6 +549,10 @@ def write_reports(out: Path, summary: list[dict], per_image: list[dict], compari
     return text
 
 
+CLIP_NOTE = ("\nClips: every frame is scored as an image, as written (clipped to [0, 1]); a row averages "
+             "the frames (`images` counts them). `flicker`: the mean change between consecutive frames "
+             "after moving the previous one along the clean clip's optical flow, minus the clean clip's "
+             "own, in 8-bit levels (utils/metrics/flicker.py): 0 is as steady as the truth.\n")
 PROTOCOL_NOTES = {
     "rgb": "RGB, float prediction (not rounded); PSNR on values clipped to [0,1], SSIM (Gaussian 11/1.5) "
            "on the unclipped prediction (the HCN authors' table)",
@@ -546,6 +588,10 @@ def run(args) -> dict:
         raise EvalError("--bootstrap must be >= 1")
     if args.batch < 1 or args.workers < 0:
         raise EvalError("need --batch >= 1 and --workers >= 0")
+    if (args.clip or args.synthetic_clip) and args.results:
+        raise EvalError("--results folders hold images: clips are scored for --checkpoint rows only")
+    if not 0.0 <= args.steady < 1.0:
+        raise EvalError(f"--steady must be in [0, 1), got {args.steady}")
 
     try:
         set_max_pixels(args.max_pixels)
@@ -559,6 +605,8 @@ def run(args) -> dict:
         data_cfg = methods[0].cfg.data if methods else demo().data
         sets = open_datasets(args, data_cfg)
         methods += open_results(args, sets, taken)
+        clips = clip_sets([(*parse_named(rainy, "--clip"), clean) for rainy, clean in args.clip],
+                          args.synthetic_clip)
     except (MissingCheckpoint, CheckpointError, DatasetError, ResultsError, ValueError) as exc:
         raise EvalError(str(exc)) from None
     # fp32 by default: a table's numbers should not depend on the machine's bf16 support.
@@ -588,7 +636,9 @@ def run(args) -> dict:
         "protocol_notes": {p: PROTOCOL_NOTES.get(p, "") for p in args.protocol_list},
         "complexity": {m.name: m.size for m in checkpoints},
         "trained_on": {m.name: trained_on(m.cfg) for m in checkpoints},
-        "datasets": [{"name": n, "source": s, "images": len(d)} for n, s, d in sets],
+        "datasets": [{"name": n, "source": s, "images": len(d)} for n, s, d in sets]
+                    + [{"name": c.name, "source": c.source, "images": c.frames} for c in clips],
+        "steady": args.steady,
     }
     settings = {**info, "args": {k: v for k, v in vars(args).items()
                                  if k not in ("protocol_list", "precision_used")},
@@ -618,8 +668,15 @@ def run(args) -> dict:
         info["wall_s"][name] = time.perf_counter() - start  # reading, deraining and scoring
         summary += summarise(name, rows, metric_keys, labels, by_name)
         per_image += rows
-    comparisons = (compare(per_image, [n for n, _, _ in sets], labels, args.protocol_list, args.bootstrap)
-                   if args.compare else None)
+    for clip in clips:
+        start = time.perf_counter()
+        clip_summary, rows = evaluate_clip(clip, checkpoints, args, metric_keys, by_name)
+        info["wall_s"][clip.name] = time.perf_counter() - start
+        summary += clip_summary
+        per_image += rows
+    set_names = [n for n, _, _ in sets] + [c.name for c in clips]
+    comparisons = (compare(per_image, set_names, list(dict.fromkeys(r["method"] for r in summary)),
+                           args.protocol_list, args.bootstrap) if args.compare else None)
     text = write_reports(out, summary, per_image, comparisons, methods, info, args.per_image)
     print("\n" + text)
     print(f"Wrote {out}/results.md, results.csv, results.json, results.tex, settings.json"

@@ -2,6 +2,7 @@
 
     python real_train.py                                  # demo: embedded held-out "gusty" rain, (b)/(c)/(d) table
     python real_train.py --data DIR [--init CKPT]          # a folder of real rainy photos (read-only)
+    python real_train.py --data clip.mp4 --every 4 --max-frames 12   # frames of a clip, then the whole clip
     python real_train.py --resume auto                     # continue runs/<online.name>/latest.pth
 
 Round 0 pseudo-labels B^0 are the synthetic model's outputs on the real images. Round k
@@ -21,8 +22,11 @@ keep_tone, round 0),
 rounds/round_<k>/*.png (8-bit previews of the outputs f_k(O)) and panels/, rounds.jsonl (per-round
 statistics: scores, and the outputs' brightness and tone change against round 0), rounds.png,
 real_train.log, tb/, latest.pth (resumable), round_<k>.pth (weights after round k), final.json
-(the before/after scores on the embedded set). Nothing is written before the config, the
-synthetic checkpoint and the images are checked. Exit codes: utils/cli.py.
+(the before/after scores on the embedded set). With a clip as --data, the update trains on
+frames sampled from it (online.clip_every, online.clip_frames), then the adapted model
+derains the whole clip into <stem>.mp4 (steadied: online.clip_steady; docs/video.md). Nothing
+is written before the config, the synthetic checkpoint and the images are checked. Exit
+codes: utils/cli.py.
 """
 from __future__ import annotations
 
@@ -44,7 +48,9 @@ from dataset import SyntheticRainStream, open_rainy, synthetic_pairs
 from losses import online_update_loss
 from networks import build_model
 from utils import logs, threads
-from utils.cli import DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, pick_device, resolve_checkpoint, run_main
+from utils.cli import (DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, open_model, pick_device,
+                       resolve_checkpoint, run_main)
+from utils.clips import FrameDerainer, derain_clip, sample_frames
 from utils.errors import UserError
 from utils.io import shipped
 from utils.engine import distributed
@@ -61,6 +67,7 @@ from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, l
 from utils.io.files import check_outside, copy_file, write_text
 from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, write_image
 from utils.io.panels import fit_within, side_by_side
+from utils.io.video import is_video_file
 from utils.metrics import noref
 from utils.metrics.protocols import image_metrics
 from utils.metrics.tone import tone_change
@@ -80,8 +87,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"synthetic checkpoint to start from (default: online.init, else {DEMO_CHECKPOINT} "
                              "if it exists, else the shipped weights/standard.pth)")
     parser.add_argument("--data", default=None, metavar="DIR",
-                        help="folder (or file) of real rainy images; default: the embedded demonstration "
-                             "(online.target rain on held-out test photos, ground truth hidden)")
+                        help="folder (or file) of real rainy images, or a clip (.mp4, .avi, .mkv, ...); "
+                             "default: the embedded demonstration (online.target rain on held-out "
+                             "test photos, ground truth hidden)")
+    parser.add_argument("--every", type=int, default=None, metavar="N",
+                        help="a clip: train on every N-th frame (online.clip_every)")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="M",
+                        help="a clip: at most M frames, spread over the clip (online.clip_frames)")
     add_run_args(parser, run_dir="runs/<online.name>")
     return parser.parse_args(argv)
 
@@ -90,6 +102,8 @@ def resolve_config(args) -> tuple[Config, dict | None, Path | None]:
     overrides = list(args.overrides)
     overrides += [f"online.init={args.init}"] if args.init else []
     overrides += [f"online.data={args.data}"] if args.data else []
+    overrides += [f"online.clip_every={args.every}"] if args.every is not None else []
+    overrides += [f"online.clip_frames={args.max_frames}"] if args.max_frames is not None else []
     cfg, state, path = resolve_run_config(preset_of(args), overrides, args.resume,
                                           "online.name", args.config)
     if state is not None:
@@ -113,8 +127,13 @@ def load_images(cfg: Config):
         # The ground truth is kept aside for the report only.
         return [str(it["name"]) for it in items], [it["rainy"] for it in items], [it["clean"] for it in items]
 
-    images = open_rainy(oc.data)
-    items = [images[i] for i in range(len(images))]
+    if is_video_file(oc.data):  # frames of a clip are the real rainy photos
+        frames = sample_frames(Path(oc.data), oc.clip_every, oc.clip_frames)
+        names = [f"{Path(oc.data).stem}_frame{index:06d}" for index, _ in frames]
+        items = [{"name": name, "rainy": to_tensor(frame)} for name, (_, frame) in zip(names, frames)]
+    else:
+        images = open_rainy(oc.data)
+        items = [images[i] for i in range(len(images))]
     rainy = [it["rainy"] for it in items]
     if oc.max_side > 0:
         rainy = [to_tensor(fit_within(to_image(r), oc.max_side)) for r in rainy]
@@ -455,6 +474,16 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         run.close()
 
 
+def derain_whole_clip(cfg: Config, device: torch.device) -> int:
+    """The adapted model (final.pth) on every frame of the clip it adapted to: <run>/<stem>.mp4."""
+    oc, source = cfg.online, Path(cfg.online.data)
+    model, _ = open_model(Path(cfg.train.out_dir) / oc.name / "final.pth", device)
+    derainer = FrameDerainer(model, oc.tile or None, precision=Precision(device, oc.refresh_precision))
+    result = derain_clip(source, Path(cfg.train.out_dir) / oc.name / f"{source.stem}.mp4", derainer,
+                         steady=oc.clip_steady)
+    return 0 if result.report("derained with the adapted model") else 1
+
+
 def main(argv=None) -> int:
     started = process_start()  # train.max_hours counts from here
     args = parse_args(argv)
@@ -467,6 +496,8 @@ def main(argv=None) -> int:
     cfg, state, path = resolve_config(args)
     device = pick_device(args.device)
     code = online_update(cfg, state, path, device, overwrite=args.overwrite, started=started)
+    if not code and cfg.online.data is not None and is_video_file(cfg.online.data):
+        return derain_whole_clip(cfg, device)
     if code or cfg.online.data is not None or not cfg.online.compare:
         return code
     out = Path(cfg.train.out_dir)

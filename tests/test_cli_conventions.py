@@ -39,6 +39,8 @@ def workdir(tmp_path_factory) -> Path:
     save_checkpoint(state, root / "tiny.pth")
     (root / "tiny.pth").rename(root / "tiny.ckpt")
     write_image(root / "photos" / "rainy.png", np.full((8, 8, 3), 0.5))
+    (root / "clips").mkdir()
+    (root / "clips" / "broken.mp4").write_bytes(b"not a video at all" * 20)
     return root
 
 
@@ -69,16 +71,21 @@ CASES = {
         (["--init", "missing.pth"], "missing.pth"),
         (["--init", "tiny.ckpt", "--data", "/nonexistent"], "/nonexistent"),
         (["--set", "online.rounds=x"], "online.rounds expects an integer"),
+        (["--init", "tiny.ckpt", "--data", "clips/broken.mp4"], "broken.mp4: not a readable video"),
     ],
     "eval": [
         (["--checkpoint", "missing.pth"], "missing.pth"),
         (["--checkpoint", "tiny.ckpt", "--data", "/nonexistent", "--device", "cpu"], "/nonexistent"),
         (["--checkpoint", "tiny.ckpt", "--protocols", "psnr-hvs"], "psnr-hvs"),
+        (["--checkpoint", "tiny.ckpt", "--clip", "clips/broken.mp4", "clips/broken.mp4", "--device", "cpu"],
+         "broken.mp4: not a readable video"),
     ],
     "show": [
         (["missing.jpg", "--checkpoint", "tiny.ckpt"], "missing.jpg"),
         (["photos", "--checkpoint", "missing.pth"], "missing.pth"),
         (["photos", "--tile", "big"], "--tile"),
+        (["clips/broken.mp4", "--checkpoint", "tiny.ckpt"], "broken.mp4: not a readable video"),
+        (["clips/broken.mp4", "--checkpoint", "tiny.ckpt", "--frames", "9:3"], "--frames 9:3"),
     ],
     "scripts/bench": [
         (["--config", "missing.json"], "missing.json"),

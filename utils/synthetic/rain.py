@@ -19,11 +19,17 @@ Model (RGB float32 HWC in [0, 1]); the style (`utils.synthetic.styles`) sets eve
 6. Gusts (held-out style only): the streak direction and density vary smoothly across
    the image.
 
+`add_rain` renders one image. A clip (`utils.synthetic.video`) draws the style, the layers'
+settings, the gusts and the veil once and moves the streak seeds from frame to frame, with
+the same pieces: `draw_style`, `draw_streaks`, `gust_fields`, `render_streaks`,
+`composite_rain`.
+
 Units are pixels of the output image (Rain200 images are ~481x321 px, so streak lengths of
 10-80 px look like those sets); `scale` stretches lengths, widths and radii.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Union
 
 import cv2
@@ -68,46 +74,89 @@ def _uniform(rng: np.random.Generator, bounds: Range) -> float:
     return float(rng.uniform(bounds[0], bounds[1])) if bounds[1] > bounds[0] else float(bounds[0])
 
 
-def _streak_layer(shape_hw: tuple[int, int], layer: StreakLayer, base_angle: float,
-                  scale: float, gust: float, rng: np.random.Generator) -> np.ndarray:
-    """Rain intensity map (H, W) of one layer, values >= 0 (may exceed 1 where streaks cross)."""
-    height, width = shape_hw
+@dataclass(frozen=True)
+class StreakDraw:
+    """One layer's streak settings drawn for one image (or one clip): what stays fixed while
+    the seeds change."""
+
+    density: float
+    strength: float
+    width: float  # px
+    blur: float  # px
+    groups: tuple[tuple[float, float], ...]  # (angle in degrees, length in px) per seed group
+    shape: str
+
+    def margin(self, gust: float) -> int:
+        """Canvas padding around the image, so streaks that start outside still enter it."""
+        longest = max(length for _, length in self.groups)
+        return int(np.ceil(longest / 2.0 + 3.0 * self.width) + gust / 90.0 * longest) + 2
+
+
+def draw_streaks(layer: StreakLayer, base_angle: float, scale: float,
+                 rng: np.random.Generator) -> StreakDraw:
+    """Draw one layer's density, strength, width, blur and per-group angle and length."""
     density = _uniform(rng, layer.density)
     strength = _uniform(rng, layer.strength)
     streak_width = _uniform(rng, layer.width) * scale
     blur = _uniform(rng, layer.blur) * scale
     angle = base_angle + _uniform(rng, (-layer.offset, layer.offset))
-    groups = [(angle + _uniform(rng, (-layer.spread, layer.spread)),
-               _uniform(rng, layer.length) * scale) for _ in range(layer.groups)]
-    pad = int(np.ceil(max(length for _, length in groups) / 2.0 + 3.0 * streak_width)
-              + gust / 90.0 * max(length for _, length in groups)) + 2
+    groups = tuple((angle + _uniform(rng, (-layer.spread, layer.spread)),
+                    _uniform(rng, layer.length) * scale) for _ in range(layer.groups))
+    return StreakDraw(density, strength, streak_width, blur, groups, layer.shape)
+
+
+def gust_fields(canvas: tuple[int, int], gust: float, rng: np.random.Generator):
+    """(density gain, direction bins) of a gusty canvas: the seed threshold is scaled by the
+    gain (0.3-1.7, smooth), and each bin (turn in degrees, boolean region) turns the streaks
+    inside its region; no gust: (None, [(0, None)])."""
+    if gust <= 0:
+        return None, [(0.0, None)]
+    gain = 0.3 + 1.4 * _smooth_field(canvas, rng, cells=3)
+    turn = gust * (2.0 * _smooth_field(canvas, rng, cells=3) - 1.0)
+    edges = np.linspace(-gust, gust, GUST_BINS + 1)
+    index = np.clip(np.digitize(turn, edges[1:-1]), 0, GUST_BINS - 1)
+    return gain, [(0.5 * (edges[k] + edges[k + 1]), index == k) for k in range(GUST_BINS)]
+
+
+def render_streaks(seeds: list[np.ndarray], draw: StreakDraw, bins, shape_hw: tuple[int, int],
+                   pad: int) -> np.ndarray:
+    """Rain intensity map (H, W) of one layer from its seed maps (one padded canvas per group,
+    values = each streak's strength), values >= 0 (may exceed 1 where streaks cross)."""
+    height, width = shape_hw
+    out = np.zeros((height, width), np.float32)
+    for source, (group_angle, length) in zip(seeds, draw.groups):
+        for turn_angle, region in bins:
+            kernel = streak_kernel(length, draw.width, group_angle + turn_angle, draw.shape)
+            masked = source if region is None else np.where(region, source, 0.0)
+            streaks = cv2.filter2D(masked.astype(np.float32), -1, kernel,
+                                   borderType=cv2.BORDER_CONSTANT)
+            out += streaks[pad:pad + height, pad:pad + width]
+    if draw.blur > 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), draw.blur)
+    # Soft saturation: crossings brighten but never blow out to a flat white sheet.
+    return draw.strength * (1.0 - np.exp(-2.0 * out)) / (1.0 - np.exp(-2.0))
+
+
+def _streak_layer(shape_hw: tuple[int, int], layer: StreakLayer, base_angle: float,
+                  scale: float, gust: float, rng: np.random.Generator) -> np.ndarray:
+    """Rain intensity map (H, W) of one layer, values >= 0 (may exceed 1 where streaks cross)."""
+    height, width = shape_hw
+    draw = draw_streaks(layer, base_angle, scale, rng)
+    pad = draw.margin(gust)
     # One noise field on a padded canvas so streaks that start outside still enter the image.
     canvas = (height + 2 * pad, width + 2 * pad)
     noise = rng.random(canvas, dtype=np.float32)
     # Gusts: density and direction vary smoothly; bins of direction are rendered separately.
-    bins = [(0.0, None)]
-    if gust > 0:
-        noise = noise / (0.3 + 1.4 * _smooth_field(canvas, rng, cells=3))
-        turn = gust * (2.0 * _smooth_field(canvas, rng, cells=3) - 1.0)
-        edges = np.linspace(-gust, gust, GUST_BINS + 1)
-        index = np.clip(np.digitize(turn, edges[1:-1]), 0, GUST_BINS - 1)
-        bins = [(0.5 * (edges[k] + edges[k + 1]), index == k) for k in range(GUST_BINS)]
-    out = np.zeros((height, width), np.float32)
-    for g, (group_angle, length) in enumerate(groups):
-        lo, hi = density * g / layer.groups, density * (g + 1) / layer.groups
+    gain, bins = gust_fields(canvas, gust, rng)
+    if gain is not None:
+        noise = noise / gain
+    seeds = []
+    for g in range(len(draw.groups)):
+        lo, hi = draw.density * g / len(draw.groups), draw.density * (g + 1) / len(draw.groups)
         in_group = (noise >= lo) & (noise < hi)
         # Seed strength from the noise value itself: 0.5..1 across the group's band.
-        seeds = np.where(in_group, 1.0 - 0.5 * (noise - lo) / max(hi - lo, 1e-12), 0.0)
-        for turn_angle, region in bins:
-            kernel = streak_kernel(length, streak_width, group_angle + turn_angle, layer.shape)
-            source = seeds if region is None else np.where(region, seeds, 0.0)
-            streaks = cv2.filter2D(source.astype(np.float32), -1, kernel,
-                                   borderType=cv2.BORDER_CONSTANT)
-            out += streaks[pad:pad + height, pad:pad + width]
-    if blur > 0.3:
-        out = cv2.GaussianBlur(out, (0, 0), blur)
-    # Soft saturation: crossings brighten but never blow out to a flat white sheet.
-    return strength * (1.0 - np.exp(-2.0 * out)) / (1.0 - np.exp(-2.0))
+        seeds.append(np.where(in_group, 1.0 - 0.5 * (noise - lo) / max(hi - lo, 1e-12), 0.0))
+    return render_streaks(seeds, draw, bins, shape_hw, pad)
 
 
 def _smooth_field(shape_hw: tuple[int, int], rng: np.random.Generator, cells: int = 4) -> np.ndarray:
@@ -197,6 +246,14 @@ def _camera(image: np.ndarray, spec: RainPreset, rng: np.random.Generator) -> np
     return image
 
 
+def draw_style(preset: Union[str, RainPreset], rng: np.random.Generator
+               ) -> tuple[RainPreset, float, np.ndarray]:
+    """The style (a fresh draw for "mixed"), its base streak angle and the rain colour: what
+    one image, or one whole clip, shares."""
+    spec = resolve_style(preset, rng)
+    return spec, _uniform(rng, spec.angle), _tinted(_uniform(rng, spec.rain_color), spec.tint, rng)
+
+
 def add_rain(clean: np.ndarray, preset: Union[str, RainPreset], rng: np.random.Generator,
              scale: float = 1.0) -> np.ndarray:
     """Rainy version of `clean` (RGB float32 HWC in [0, 1]); same shape, float32, in [0, 1].
@@ -208,14 +265,20 @@ def add_rain(clean: np.ndarray, preset: Union[str, RainPreset], rng: np.random.G
     clean = np.asarray(clean, dtype=np.float32)
     if clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"add_rain expects an RGB HWC image, got shape {clean.shape}")
-    spec = resolve_style(preset, rng)
+    spec, base_angle, rain_color = draw_style(preset, rng)
     shape_hw = clean.shape[:2]
-    base_angle = _uniform(rng, spec.angle)
-    rain_color = _tinted(_uniform(rng, spec.rain_color), spec.tint, rng)
     layers = [(layer, _streak_layer(shape_hw, layer, base_angle, scale, spec.gust, rng))
               for layer in spec.layers]
+    return composite_rain(clean, layers, spec, rain_color, scale, rng)
 
-    image = np.clip(clean, 0.0, 1.0)
+
+def composite_rain(clean: np.ndarray, layers, spec: RainPreset, rain_color: np.ndarray, scale: float,
+                   rng: np.random.Generator, camera_rng: np.random.Generator | None = None) -> np.ndarray:
+    """The scene with its rain: `layers` ((StreakLayer, intensity map) pairs) composited
+    around the veil, then mist, lens drops and the camera (defocus, noise, JPEG). The veil,
+    mist and drops draw from `rng`, the camera from `camera_rng` (default `rng`): a clip draws
+    the former alike for every frame and the sensor noise anew."""
+    image = np.clip(np.asarray(clean, dtype=np.float32), 0.0, 1.0)
     for layer, rain in layers:
         if layer.behind_veil:
             image = _composite(image, rain, rain_color, spec.composite)
@@ -228,4 +291,4 @@ def add_rain(clean: np.ndarray, preset: Union[str, RainPreset], rng: np.random.G
         image = _mist(image, mist, scale, rng)
     if spec.drops is not None:
         image = _lens_drops(image, spec.drops, scale, rng)
-    return _camera(image, spec, rng).astype(np.float32)
+    return _camera(image, spec, rng if camera_rng is None else camera_rng).astype(np.float32)
