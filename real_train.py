@@ -57,7 +57,7 @@ from utils.engine.sampler import ResumableSampler
 from utils.engine.time_limit import TimeLimit, process_start
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
-from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
+from utils.io.checkpoints import OpenedCheckpoint, load_weights, open_checkpoint
 from utils.io.files import check_outside, copy_file, write_text
 from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, write_image
 from utils.io.panels import fit_within, side_by_side
@@ -268,12 +268,8 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
             hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
                     if oc.init is None else "pass --init with a checkpoint written by train.py")
             raise MissingCheckpoint(f"synthetic checkpoint {init_path} not found: {hint}.")
-        init = load_checkpoint(init_path)
-        try:
-            cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"{init_path}: its config is not valid for this code: {exc}") from None
-        check_fits(cfg.model, published_weights(init), str(init_path))
+        init = open_checkpoint(init_path)
+        cfg.model = init.config.model  # the architecture of the weights
     names, rainy, clean = load_images(cfg)
     in_domain = in_domain_set(cfg, "test") if oc.data is None else None
     guard = in_domain_set(cfg, "val") if oc.guard_db > 0 else None
@@ -302,7 +298,7 @@ CHECKPOINTS = ("latest.pth", "round_*.pth", "final.pth")
 
 
 def _online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
-                   run: RunDir, init: dict | None, init_path: Path, keys, rainy, clean,
+                   run: RunDir, init: OpenedCheckpoint | None, init_path: Path, keys, rainy, clean,
                    in_domain, guard, limit: TimeLimit | None = None) -> int:
     oc = cfg.online
     info = distributed.DistInfo()
@@ -313,11 +309,11 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         trainer.load_state_dict(state, str(state_path))
         run.log(f"resumed from {state_path} at step {trainer.step} (epoch {trainer.epoch})")
     else:
-        load_weights(trainer.model, published_weights(init), str(init_path))
+        load_weights(trainer.model, init.weights, str(init_path))
         if trainer.ema is not None:
             trainer.ema.load_state_dict(trainer.model.state_dict())
         try:  # Adam continues from the synthetic state, as in the released code
-            trainer.load_optimizer_state(init["optimizer"])
+            trainer.load_optimizer_state(init.state["optimizer"])
             run.log(f"Adam state continued from {init_path}")
         except (KeyError, ValueError, TypeError):
             run.log(f"{init_path} has no usable optimizer state: Adam starts fresh")
@@ -477,8 +473,7 @@ def main(argv=None) -> int:
         sub.online.name = f"{cfg.online.name}/compare_{method}"
         sub_state, sub_path = None, out / sub.online.name / "latest.pth"
         if args.resume and sub_path.is_file():
-            sub_state = load_checkpoint(sub_path)
-            sub = Config.from_dict(sub_state["config"])
+            sub_state, sub, _ = open_checkpoint(sub_path, use_ema=False)
         print(f"\ncomparison run: online.method={method} in {out / sub.online.name}")
         code = online_update(sub, sub_state, sub_path if sub_state else None, device,
                              overwrite=args.overwrite or bool(args.resume), started=started)

@@ -47,8 +47,8 @@ from utils.engine.sampler import ResumableSampler, micro_batches
 from utils.engine.time_limit import TimeLimit, format_duration, process_start
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
 from utils.engine.validation import evaluate, validate
-from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_model,
-                                  load_weights, published_weights, save_checkpoint)
+from utils.io.checkpoints import (CheckpointError, load_model, load_weights, open_checkpoint,
+                                  save_checkpoint)
 from utils.io.images import set_max_pixels
 from utils.progress import progress
 
@@ -90,11 +90,8 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
     if cfg.train.init is None or resumed:
         return None
     path = Path(cfg.train.init)
-    state = load_checkpoint(path)
-    try:
-        trained = Config.from_dict(state["config"]).model
-    except ValueError as exc:
-        raise CheckpointError(f"train.init {path}: its config is not valid for this code: {exc}") from None
+    _, trained_cfg, weights = open_checkpoint(path, source=f"train.init {path}")
+    trained = trained_cfg.model
     # Runtime settings may differ (a larger-patch stage moves position_extent), and a
     # narrower model is widened to a multiple of its width; the rest is what the weights mean.
     differ = [f"model.{k}: {v} in the checkpoint, {getattr(cfg.model, k)} here"
@@ -103,8 +100,6 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
     if differ:
         raise CheckpointError(f"train.init {path} was trained with another model ("
                               + "; ".join(differ) + "); set the same model.* values")
-    weights = published_weights(state)
-    check_fits(trained, weights, f"train.init {path}")
     if trained.channels != cfg.model.channels:
         try:
             weights = widen_weights(weights, trained.channels, cfg.model, seed=cfg.train.seed)
