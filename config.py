@@ -1,26 +1,21 @@
-"""Typed configuration: dataclasses, named presets and command-line overrides.
+"""Typed configuration: the schema (one dataclass per section), its bounds and the presets.
 
-A run is fully described by one `Config`. Scripts build it with
-`config_from_args(args)`: start from a preset (`--preset paper|demo|standard`) or a saved
-config.json (`--config FILE`), then apply `--set section.field=value` overrides in order, each
-parsed by the field's declared type. Errors are `ConfigError`s (a `UserError`: exit code 2). The resolved config is written as
-JSON next to every run's outputs (`Config.save`).
+A run is fully described by one `Config`: a preset (`paper`, `demo`, `standard`) or a saved
+config.json, with `--set section.field=value` overrides on top (parsed in
+utils/config_parse.py). The resolved config is written as JSON next to every run's outputs
+(`Config.save`).
 
 Values marked "from released code" come from the authors' implementation because
 the paper text does not state them (docs/method.md#values-from-the-released-code).
 """
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import json
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 from utils.errors import UserError
 
@@ -132,7 +127,7 @@ class TrainConfig:
     max_hours: float = 0.0
     seed: int = 66
     # fp32 | bf16 | auto: bf16 autocast on a GPU or CPU with native bf16, fp16 + GradScaler on a
-    # GPU without it, else fp32 (utils/engine/precision.py). Replaces train.amp (true = auto).
+    # GPU without it, else fp32 (utils/engine/precision.py).
     precision: str = "auto"
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model
@@ -169,8 +164,7 @@ class OnlineConfig:
     # Share of the replay items that are clean -> clean (a clean image is a fixed point of the
     # derainer, which keeps `chain` from compounding); the others are rainy -> clean. On real
     # photos these items teach the model to leave haze alone, so its outputs can brighten
-    # round after round (docs/online_update.md). Configs saved when this was a switch:
-    # true = 0.5, false = 0.
+    # round after round (docs/online_update.md).
     replay_clean: float = 0.5
     # Pseudo-labels of round k > 0 keep the tone of B^0: B^k - G(B^k) + G(B^0), G a 6 px
     # Gaussian blur (utils/online.py, keep_tone). Streaks are thin, so labels can still lose
@@ -230,21 +224,9 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Config":
-        """Inverse of `to_dict`; unknown keys, wrong types and out-of-range model sizes raise
-        ValueError (a checkpoint's stored config is checked like user input)."""
-        cfg = _from_dict(cls, _migrate(data), "")
-        validate(cfg)
-        return cfg
-
     def save(self, path: str | Path) -> None:
         from utils.io.files import write_text  # atomic: never a 0-byte config.json
         write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def paper() -> Config:
@@ -353,240 +335,6 @@ class ConfigError(UserError, ValueError):
     """A bad preset, --set override, --config file or config entry; the message names the field."""
 
 
-def build_config(preset: str = "paper", overrides: tuple[str, ...] | list[str] = (),
-                 config_file: str | Path | None = None) -> Config:
-    """Preset (or a saved config.json) plus `section.field=value` overrides, applied in order."""
-    if config_file is not None:
-        cfg = load_config_file(config_file)
-    elif preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    else:
-        cfg = PRESETS[preset]()
-    for item in overrides:
-        apply_override(cfg, item)
-    validate(cfg)
-    return cfg
-
-
-def load_config_file(path: str | Path) -> Config:
-    """A saved config.json (a run folder stands for its config.json), with errors that name it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--config {path}: not a readable JSON file ({exc})") from None
-    try:
-        return Config.from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"--config {path}: {exc}") from None
-
-
-def _amp_as_precision(amp: bool) -> str:
-    return "auto" if amp else "fp32"
-
-
-def _migrate(data: dict) -> dict:
-    """A config saved before train.precision replaced train.amp (config.json files and the
-    configs inside checkpoints, weights/standard.pth among them): amp true -> precision auto
-    (what amp did on CUDA; on a CPU, auto is fp32 unless it has native bf16), false -> fp32.
-    Likewise online.replay_clean, once a switch: true -> 0.5 (what it meant), false -> 0."""
-    online = data.get("online") if isinstance(data, dict) else None
-    if isinstance(online, dict) and isinstance(online.get("replay_clean"), bool):
-        data = {**data, "online": {**online, "replay_clean": 0.5 if online["replay_clean"] else 0.0}}
-    train = data.get("train") if isinstance(data, dict) else None
-    if not isinstance(train, dict) or "amp" not in train:
-        return data
-    train = dict(train)
-    amp = train.pop("amp")
-    if not isinstance(amp, bool):
-        raise ConfigError(f"config.train.amp: expected true or false, got {amp!r}")
-    train.setdefault("precision", _amp_as_precision(amp))
-    return {**data, "train": train}
-
-
-def apply_override(cfg: Config, item: str) -> None:
-    """Set one field from 'section.field=value'; the text is parsed by the field's declared type
-    (`data.root=2024` is the string '2024', `train.lr=abc` an error naming train.lr).
-    The old `train.amp=true|false` still works: it sets train.precision to auto|fp32."""
-    key, sep, text = item.partition("=")
-    if key.strip() == "train.amp" and sep:
-        try:
-            amp = _convert(text.strip(), bool, from_text=True)
-        except _Mismatch:
-            raise ConfigError(f"--set train.amp={text.strip()}: train.amp expects true or false "
-                              f"(it is now train.precision: {' | '.join(PRECISIONS)})") from None
-        cfg.train.precision = _amp_as_precision(amp)
-        return
-    parts = key.strip().split(".")
-    if not sep or len(parts) != 2:
-        raise ConfigError(f"--set {item!r} must look like section.field=value")
-    section_name, field_name = parts
-    section = getattr(cfg, section_name, None)
-    if section is None or not dataclasses.is_dataclass(section):
-        raise ConfigError(f"--set {item!r}: no section {section_name!r}; "
-                          f"sections are {[f.name for f in dataclasses.fields(cfg)]}")
-    hints = _field_types(type(section))
-    if field_name not in hints:
-        raise ConfigError(f"--set {item!r}: section {section_name!r} has no field "
-                          f"{field_name!r}; fields are {sorted(hints)}")
-    where = f"{section_name}.{field_name}"
-    try:
-        value = _convert(text.strip(), hints[field_name], from_text=True)
-    except _Mismatch:
-        raise ConfigError(f"--set {where}={text.strip()}: {where} expects "
-                          f"{_describe(hints[field_name])}, got {text.strip()!r}") from None
-    setattr(section, field_name, value)
-
-
-class _Mismatch(Exception):
-    """A value does not fit a type (turned into a ConfigError that names the field)."""
-
-
-_TRUE, _FALSE, _NONE = ("1", "true", "yes", "on"), ("0", "false", "no", "off"), ("none", "null")
-
-
-def _field_types(cls) -> dict[str, Any]:
-    """{field name: resolved type hint} of a config dataclass."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _optional_inner(tp):
-    """X for Optional[X], else None."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0]
-    return None
-
-
-def _convert(value: Any, tp, from_text: bool = False) -> Any:
-    """`value` (command-line text, or a JSON value) as type `tp`; raises _Mismatch."""
-    inner = _optional_inner(tp)
-    if inner is not None:
-        if value is None or (from_text and isinstance(value, str) and value.lower() in _NONE):
-            return None
-        return _convert(value, inner, from_text)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_text and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
-            return value.lower() in _TRUE
-        raise _Mismatch
-    if tp in (int, float):
-        if isinstance(value, str) and from_text:
-            try:
-                return tp(value)
-            except ValueError:
-                raise _Mismatch from None
-        # An int field takes ints only; a float field takes ints and floats (never bools).
-        allowed = int if tp is int else (int, float)
-        if isinstance(value, allowed) and not isinstance(value, bool):
-            return tp(value)
-        raise _Mismatch
-    if typing.get_origin(tp) is tuple:
-        if isinstance(value, str) and from_text:
-            value = _tuple_text(value)
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], from_text) for v in value)
-        if len(args) != len(value):
-            raise _Mismatch
-        return tuple(_convert(v, a, from_text) for v, a in zip(value, args))
-    raise TypeError(f"config field type {tp!r} is not supported")  # a bug in this file
-
-
-def _tuple_text(text: str) -> list:
-    """'(12,2,1)', '[12, 2, 1]', '12,2,1', '0.6' or '()' -> a list of items (numbers as text,
-    nested tuples as lists), so each item is then parsed by its own declared type."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = [v.strip() for v in text.strip("()[] ").split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)):
-        value = [value]
-
-    def as_text(v):
-        if isinstance(v, (list, tuple)):
-            return [as_text(x) for x in v]
-        return v if isinstance(v, str) else repr(v)
-    return [as_text(v) for v in value]
-
-
-def _describe(tp) -> str:
-    inner = _optional_inner(tp)
-    if inner is not None:
-        return f"{_describe(inner)} or none"
-    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number (e.g. 1e-4)"}
-    if tp in names:
-        return names[tp]
-    args = typing.get_args(tp)
-    plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
-    if len(args) == 2 and args[1] is Ellipsis:
-        return f"a tuple of {plural.get(args[0], 'tuples ' + _describe(args[0]).removeprefix('a tuple '))}"
-    if len(set(args)) == 1 and args[0] in plural:
-        return f"a tuple of {len(args)} {plural[args[0]]}"
-    return f"a tuple ({', '.join(_describe(a) for a in args)})"
-
-
-def _from_dict(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"config{where}: expected an object, got {type(data).__name__}")
-    hints = _field_types(cls)
-    unknown = set(data) - set(hints)
-    if unknown:
-        raise ConfigError(f"config{where}: unknown keys {sorted(unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _from_dict(tp, value, f"{where}.{name}")
-            continue
-        try:
-            kwargs[name] = _convert(value, tp)
-        except _Mismatch:
-            raise ConfigError(f"config{where}.{name}: expected {_describe(tp)}, got {value!r}") from None
-    return cls(**kwargs)
-
-
-def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "paper") -> None:
-    """The flags every script shares: --preset or --config, and repeated --set overrides.
-
-    --preset defaults to None so a script can tell an explicit choice from the default;
-    `config_from_args` uses `default_preset` then."""
-    parser.set_defaults(default_preset=default_preset)
-    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help=f"named configuration to start from (default: {default_preset})")
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="start from a saved config.json (or a run folder's) instead of a "
-                             "preset; --set applies on top")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.FIELD=VALUE",
-                        help="override one config field, e.g. --set train.lr=1e-4 (repeatable)")
-
-
-def preset_of(args: argparse.Namespace) -> str:
-    """The --preset given, else the script's default; refuses --preset together with --config."""
-    if args.preset is not None and getattr(args, "config", None) is not None:
-        raise ConfigError("give --preset or --config, not both (--config is a full configuration)")
-    return args.preset or args.default_preset
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    return build_config(preset_of(args), args.overrides, getattr(args, "config", None))
-
-
-# ----------------------------------------------------------------------------- bounds
 # Sane bounds on what allocates memory before any weights are checked (paper: width 20,
 # blocks (12, 2, 1)); applied to presets + overrides and to configs stored in checkpoints.
 # Wider models are possible by editing these, not by a crafted file.
@@ -595,8 +343,8 @@ MODEL_BOUNDS = {"channels": (1, 512), "encoder_blocks": (1, 128), "attention_red
 
 
 def validate(cfg: "Config") -> None:
-    """Model-size bounds (types are checked by `_from_dict`/`apply_override`); ConfigError
-    names the field."""
+    """The schema's constraints beyond types (choices, ranges, model-size bounds; types are
+    checked where the text is parsed, utils/config_parse.py); ConfigError names the field."""
     for where, value in (("train.precision", cfg.train.precision),
                          ("online.refresh_precision", cfg.online.refresh_precision)):
         if value not in PRECISIONS:

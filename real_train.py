@@ -39,12 +39,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args, preset_of
+from config import Config
 from dataset import SyntheticRainStream, open_rainy, synthetic_pairs
 from losses import online_update_loss
 from networks import build_model
 from utils import logs, threads
 from utils.cli import DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, pick_device, resolve_checkpoint, run_main
+from utils.config_parse import add_config_args, preset_of
 from utils.errors import UserError
 from utils.io import shipped
 from utils.engine import distributed

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from config import PRESETS, RUNTIME_MODEL_FIELDS, Config, add_config_args, preset_of
+from config import PRESETS, RUNTIME_MODEL_FIELDS, Config
 from dataset import (DryPhotos, PatchDataset, build_train_val, synthetic_from_config,
                      synthetic_stream_from_config)
 from losses import HCNLoss
@@ -35,6 +35,7 @@ from networks import build_model, parameter_summary
 from networks.widen import WidenError, widen_weights
 from utils import logs, threads
 from utils.cli import add_run_args, run_main, sync
+from utils.config_parse import add_config_args, preset_of
 from utils.errors import UserError
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest, ignore_stop_signals, is_worker_death

@@ -53,12 +53,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
 import eval as eval_script  # noqa: E402
-from config import PRECISIONS, add_config_args, config_from_args  # noqa: E402
+from config import PRECISIONS  # noqa: E402
 from losses import HCNLoss  # noqa: E402
 from networks import build_model  # noqa: E402
 from utils import cpu_load, logs, threads  # noqa: E402
 from utils.cli import (UsageError, add_device_arg, add_threads_arg, open_model,  # noqa: E402
                        pick_device, run_main, sync)
+from utils.config_parse import add_config_args, config_from_args  # noqa: E402
 from utils.engine.precision import Precision  # noqa: E402
 from utils.io.checkpoints import save_checkpoint  # noqa: E402
 from utils.io.files import write_text  # noqa: E402

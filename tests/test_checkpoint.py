@@ -66,7 +66,7 @@ def test_load_weights_explains_mismatch():
 
 def _tiny_checkpoint(path, edit=None):
     """A weights-and-config checkpoint of a tiny model, its stored config changed by `edit`."""
-    from config import build_config
+    from utils.config_parse import build_config
     from networks import build_model
 
     cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
@@ -81,7 +81,7 @@ def _entries(path, tmp_path):
     """Every way a checkpoint enters the project: eval/show, train.init, --resume, real_train --init."""
     import real_train
     import train
-    from config import build_config
+    from utils.config_parse import build_config
     from utils.engine.resume import resolve_config
     from utils.io.checkpoints import load_model
 

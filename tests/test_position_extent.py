@@ -6,9 +6,10 @@ import sys
 import pytest
 import torch
 
-from config import ConfigError, build_config
+from config import ConfigError
 from networks import HCN
 from networks.biscsm import position_scale, positional_embedding
+from utils.config_parse import build_config
 from utils.io import shipped
 from utils.io.checkpoints import load_model
 

@@ -81,7 +81,7 @@ def test_auto_on_cuda_follows_native_bf16_and_training_keeps_fp16(monkeypatch):
     assert resolve("auto", cuda, training=True)[0] == torch.bfloat16
     monkeypatch.setattr(precision, "cuda_has_fast_bf16", lambda device: False)
     assert resolve("auto", cuda)[0] is None  # inference: fp32 on a GPU without native bf16
-    assert resolve("auto", cuda, training=True)[0] == torch.float16  # train.amp's old fp16 path
+    assert resolve("auto", cuda, training=True)[0] == torch.float16  # fp16 with loss scaling
     assert resolve("bf16", cuda)[0] == torch.bfloat16
     assert resolve("auto", torch.device("mps"))[0] is None
     with pytest.raises(UserError, match="not on mps"):

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import real_train
-from config import Config, build_config
+from config import Config, ConfigError
 from dataset import open_rainy
 from networks import build_model
 from utils.cli import run_main
+from utils.config_parse import build_config, config_from_dict
 from utils.engine.rng import seed_everything
 from utils.engine.trainer import Trainer
 from utils.inference import derain
@@ -380,11 +381,11 @@ def test_clean_replay_items_are_evenly_spaced():
     assert all(replays_clean(i, 1.0) for i in range(50))
 
 
-def test_replay_clean_switch_of_saved_configs_still_loads():
+def test_replay_clean_is_a_share_not_a_switch():
     data = Config().to_dict()
-    for old, share in ((True, 0.5), (False, 0.0)):
-        data["online"]["replay_clean"] = old
-        assert Config.from_dict(data).online.replay_clean == share
+    data["online"]["replay_clean"] = True
+    with pytest.raises(ConfigError, match=r"config.online.replay_clean: expected a number \(e.g. 1e-4\), got True"):
+        config_from_dict(data)
 
 
 @pytest.mark.parametrize("patch_size, warned", [(32, True), (70, False)])

@@ -11,11 +11,8 @@ picks bf16 only where it is fast: a CUDA GPU with native bf16 (compute capabilit
 or a CPU whose flags include native bf16 (`avx512_bf16` or `amx_bf16`). Elsewhere it is
 fp32: on a CPU without them bf16 is emulated, and on the AVX2 machine this code was
 developed on a 256x256 forward of the `standard` model took 41 s in bf16 against 2.4 s in
-fp32. For training on a GPU without native bf16, `auto` keeps what `train.amp` did there:
-fp16 autocast with a GradScaler (inference on such a GPU stays fp32).
-
-Configs saved before `train.precision` existed hold `train.amp` (true: `auto`, false:
-`fp32`); config.py migrates them.
+fp32. For training on a GPU without native bf16, `auto` is fp16 autocast with loss scaling
+(inference on such a GPU stays fp32).
 """
 from __future__ import annotations
 

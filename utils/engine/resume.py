@@ -17,8 +17,9 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-from config import Config, apply_override, build_config
+from config import Config
 from utils import logs
+from utils.config_parse import apply_override, build_config
 from utils.io.checkpoints import CheckpointError, check_resumable, load_checkpoint, open_checkpoint
 
 log = logs.get("resume")

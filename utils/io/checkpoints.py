@@ -13,6 +13,7 @@ import torch
 
 from config import Config, validate
 from networks import build_model
+from utils.config_parse import config_from_dict
 from utils.errors import UserError
 from utils.io.files import atomic_write
 
@@ -88,7 +89,7 @@ def open_checkpoint(path: str | Path, use_ema: bool = True, source: str | None =
     source = source or str(path)
     state = load_checkpoint(path)
     try:
-        cfg = Config.from_dict(state["config"])
+        cfg = config_from_dict(state["config"])
     except (ValueError, TypeError) as exc:  # TypeError: keys of mixed types cannot be listed
         raise CheckpointError(f"{source}: its config is not valid for this code: {exc}") from None
     weights = published_weights(state, use_ema)
