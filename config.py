@@ -3,7 +3,8 @@
 A run is fully described by one `Config`: a preset (`paper`, `demo`, `standard`) or a saved
 config.json, with `--set section.field=value` overrides on top (parsed in
 utils/config_parse.py). The resolved config is written as JSON next to every run's outputs
-(`Config.save`).
+(`Config.save`). The shipped model's later training stages are `--set` overrides on
+`standard`, written once in docs/shipped_model.md#how-it-was-trained.
 
 Values marked "from released code" come from the authors' implementation because
 the paper text does not state them (docs/method.md#values-from-the-released-code).
@@ -255,8 +256,9 @@ def demo() -> Config:
 
 
 def standard() -> Config:
-    """Stage 1 of the shipped model (then `standard_refine`, `standard_stage3`, `standard_p160`):
-    `mixed` synthetic rain, sized to train on a CPU in hours.
+    """Stage 1 of the shipped model: `mixed` synthetic rain, sized to train on a CPU in hours.
+    The later stages are this config with `--set` overrides, written once as the recipe in
+    docs/shipped_model.md#how-it-was-trained (tests/test_shipped_recipe.py checks them).
 
     Width 16 with 3/1/1 blocks and 96 px patches, chosen on what a training step costs at each
     size (docs/shipped_model.md, "Why this size").
@@ -291,44 +293,7 @@ def standard() -> Config:
     )
 
 
-def standard_refine() -> Config:
-    """Second stage of the shipped model: `standard`'s best weights trained 1,200 more steps with
-    L1 on from the first step (the SSIM-only part of the first stage had plateaued;
-    docs/shipped_model.md), a new lr schedule and new training samples (another seed)."""
-    cfg = standard()
-    cfg.train = TrainConfig(
-        name="standard_refine", init="runs/standard/best.pth", seed=67, iterations=1200,
-        batch_size=4, lr=5e-4, milestones=(0.6, 0.85), gamma=0.3, grad_clip=1.0,
-        ema_decay=0.995, val_every=250, ckpt_every=50, log_every=10, image_every=250)
-    cfg.loss.l1_start = 0
-    return cfg
-
-
-def standard_stage3() -> Config:
-    """Third stage of the shipped model: stage 2's best weights trained 1,500 more steps with
-    15% flat, bright clean backgrounds: without them a model darkens every low-contrast bright
-    scene as if it were haze (docs/shipped_model.md measures it on the stage-2 model)."""
-    cfg = standard_refine()
-    cfg.data.flat_scenes = 0.15
-    cfg.train.name, cfg.train.init, cfg.train.seed = "standard_stage3", "runs/standard_refine/best.pth", 68
-    cfg.train.iterations, cfg.train.lr, cfg.train.milestones = 1500, 3e-4, (0.6, 0.85)
-    return cfg
-
-
-def standard_p160() -> Config:
-    """Fourth stage of the shipped model: stage 3's final weights trained 700 more steps on
-    160 px patches (batch 2), so BiSCSM learns from the larger context whole test images give
-    it (docs/method.md#input-size); positions are squeezed beyond 160 px."""
-    cfg = standard_stage3()
-    cfg.model.position_extent = cfg.data.patch_size = 160
-    cfg.train.name, cfg.train.init, cfg.train.seed = "standard_p160", "runs/standard_stage3/latest.pth", 70
-    cfg.train.iterations, cfg.train.batch_size, cfg.train.lr = 700, 2, 2e-4
-    cfg.train.milestones, cfg.train.val_every = (0.6, 0.85), 175
-    return cfg
-
-
-PRESETS = {"paper": paper, "demo": demo, "standard": standard, "standard_refine": standard_refine,
-           "standard_stage3": standard_stage3, "standard_p160": standard_p160}
+PRESETS = {"paper": paper, "demo": demo, "standard": standard}
 
 
 class ConfigError(UserError, ValueError):
