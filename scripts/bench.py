@@ -310,7 +310,7 @@ def run_worker(args) -> dict:
     if kind == "train":
         loss_fn = HCNLoss(cfg.loss.weights).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        scaler = precision.scaler  # enabled for fp16 only (auto on a GPU without native bf16)
+        scaler = precision.scaler  # as in training: loss scaling for fp16, skips inf/NaN steps
         rainy = torch.rand(args.train_batch, 3, h, w, device=device)
         clean = torch.rand_like(rainy)
         model.train()
@@ -323,7 +323,7 @@ def run_worker(args) -> dict:
             loss, _ = loss_fn(out, clean)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
-            scaler.update()
+            precision.update_scale()
 
         times = timed(step, args.repeats, device)
         result.update(batch=args.train_batch, patches_per_s=args.train_batch / times["median_s"])

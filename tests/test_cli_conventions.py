@@ -137,7 +137,7 @@ def test_learning_rates_log_in_scientific_notation():
     assert line == "loss=-2.5000 lr=1.00e-05 grad=2.000e-05 step=3"
 
 
-def test_deferred_trainer_counts_bad_steps_at_logging_steps(tmp_path):
+def test_fused_trainer_counts_bad_steps_at_logging_steps(tmp_path):
     """The device-side path: a run of non-finite steps is found at the next logging step."""
     from utils.engine.distributed import DistInfo
     from utils.engine.run_dir import RunDir
@@ -146,7 +146,7 @@ def test_deferred_trainer_counts_bad_steps_at_logging_steps(tmp_path):
     cfg = build_config("demo", TINY + ["train.log_every=4", "train.max_bad_steps=2"])
     run = RunDir(tmp_path / "run")
     trainer = Trainer(cfg, build_model(cfg.model), torch.device("cpu"), DistInfo(), run, lr=1e-3,
-                      deferred=True)
+                      fused=True)
     # Adam state from a plain (non-fused) optimizer, as real_train.py continues it: stays fused.
     trainer.load_optimizer_state(torch.optim.Adam(trainer.model.parameters()).state_dict())
     assert trainer.optimizer.param_groups[0]["fused"]
