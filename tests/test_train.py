@@ -166,6 +166,19 @@ def test_non_finite_loss_is_skipped_then_aborts(tmp_path, fused):
         trainer.train_step(nan_loss)
 
 
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_non_finite_loss_skips_the_step_even_where_its_gradient_is_finite(tmp_path, fused):
+    # A detached non-finite term leaves the gradient finite; the step is skipped all the same.
+    cfg, trainer = _tiny_trainer(tmp_path, fused=fused, ema_decay=0.9)
+    x = torch.rand(1, 3, 32, 32)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = trainer.train_step(lambda net: ((net(x).bottom - x).abs().mean() + torch.tensor(float("inf")), {}))
+    assert result.skipped and trainer.bad_steps == 1
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in trainer.ema.module.state_dict().items())
+    assert trainer.optimizer.state == {} or all(int(s["step"]) == 0 for s in trainer.optimizer.state.values())
+
 class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
     """Counts the operators that make the host wait for a device (a tensor read as a Python
     number or bool, a data-dependent shape): `_local_scalar_dense` is what .item(), float(),
