@@ -195,11 +195,6 @@ class OnlineConfig:
     # Pseudo-label refresh: tiled inference above this side (0: never tile). The mining
     # attention is quadratic in tile area, so smaller tiles cost less per pixel.
     tile: int = 256
-    # Refresh pseudo-labels with the flip self-ensemble (mean over the 4 flips) of the current
-    # model instead of its plain output (not in the paper, which uses the plain output). Off
-    # by default: it costs 4x the refresh and its gain stayed within seed noise
-    # (docs/online_update.md, "What made the difference on gusty rain").
-    ensemble_labels: bool = False
     # Precision of the pseudo-label refresh and of the per-round scoring (fp32 | bf16 | auto;
     # utils/engine/precision.py); the update's training steps follow train.precision.
     refresh_precision: str = "auto"

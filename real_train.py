@@ -10,8 +10,7 @@ the largest image) with
     L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1}
 (online.method and online.loss choose the variant, online.replay adds synthetic pairs),
 then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k,
-with the flip self-ensemble of the current model when online.ensemble_labels is set, with
-B^0's low frequencies when online.keep_tone is set, at online.refresh_precision
+with B^0's low frequencies when online.keep_tone is set, at online.refresh_precision
 (fp32 | bf16 | auto; the update's steps follow train.precision).
 The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
 (counted from 0, as the authors' real-epoch index) starts.
@@ -150,14 +149,13 @@ def lr_for_round(cfg: Config, r: int) -> float:
 TRANSFER_ROTATE = 40.0
 
 
-def _derain(trainer: Trainer, model, image: torch.Tensor, precision: Precision,
-            ensemble: bool = False) -> torch.Tensor:
+def _derain(trainer: Trainer, model, image: torch.Tensor, precision: Precision) -> torch.Tensor:
     """The model's output on one image (float32, clamped, on the CPU); `precision`:
     online.refresh_precision resolved for the device."""
     _, h, w = image.shape
     tile = trainer.cfg.online.tile
     return derain(model, image[None].to(trainer.device), tile=tile if tile and max(h, w) > tile else None,
-                  ensemble=ensemble, precision=precision)[0].cpu().clamp(0, 1)
+                  precision=precision)[0].cpu().clamp(0, 1)
 
 
 def _rgb(pred: torch.Tensor, clean: torch.Tensor) -> dict:
@@ -187,9 +185,9 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
             if k > 0 and oc.method == "direct":
                 label = labels.load(k - 1, keys[i])
             elif k > 0 and oc.method == "chain":
-                label = _derain(trainer, model, labels.load(k - 1, keys[i]), precision, oc.ensemble_labels)
+                label = _derain(trainer, model, labels.load(k - 1, keys[i]), precision)
             else:
-                label = _derain(trainer, model, rainy[i], precision, True) if oc.ensemble_labels else out
+                label = out
             if k > 0 and oc.keep_tone:
                 label = keep_tone(label, labels.load(0, keys[i]))
             item = {}

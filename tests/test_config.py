@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from config import ConfigError, demo, paper
-from utils.config_parse import (add_config_args, build_config, config_from_args, config_from_dict,
-                                 load_config)
+from utils.config_parse import (RETIRED, add_config_args, build_config, config_from_args,
+                                 config_from_dict, load_config)
 
 
 def test_paper_preset_matches_published_recipe():
@@ -139,7 +139,8 @@ def test_the_shipped_weights_config_loads_as_stored():
     assert json.loads(json.dumps(inside)) == stored
     loaded = json.loads(json.dumps(config_from_dict(stored).to_dict()))
     assert all(loaded[section][key] == value for section, fields in stored.items()
-               for key, value in fields.items())
+               for key, value in fields.items() if f"{section}.{key}" not in RETIRED)
+    assert all(stored[key.split(".")[0]][key.split(".")[1]] == off for key, (off, _) in RETIRED.items())
 
 
 def test_fields_of_older_configs_are_refused_by_name():
@@ -147,3 +148,15 @@ def test_fields_of_older_configs_are_refused_by_name():
     data["train"]["amp"] = True
     with pytest.raises(ConfigError, match=r"config.train: unknown keys \['amp'\]"):
         config_from_dict(data)
+
+
+def test_a_removed_option_loads_when_it_was_off_and_is_refused_when_on():
+    data = paper().to_dict()
+    data["online"]["ensemble_labels"] = False  # as runs saved before its removal hold it
+    assert config_from_dict(data) == paper()
+    data["online"]["ensemble_labels"] = True
+    with pytest.raises(ConfigError, match=r"config.online.ensemble_labels: True, but the option was "
+                                          r"removed \(docs/online_update.md#"):
+        config_from_dict(data)
+    with pytest.raises(ConfigError, match="has no field 'ensemble_labels'"):
+        build_config("paper", ["online.ensemble_labels=false"])

@@ -186,9 +186,29 @@ def _describe(tp) -> str:
     return f"a tuple ({', '.join(_describe(a) for a in args)})"
 
 
+# Fields the schema no longer has, with the value that left them off and where the experiment
+# is described: a stored config holding one at that value (weights/standard.pth holds
+# online.ensemble_labels=false, as does every run saved before it went) loads as if it were
+# absent; any other value is refused.
+RETIRED = {"online.ensemble_labels": (False, "docs/online_update.md#what-made-the-difference-on-gusty-rain")}
+
+
+def _without_retired(data: dict, where: str) -> dict:
+    kept = dict(data)
+    for name, value in data.items():
+        key = f"{where.lstrip('.')}.{name}"
+        if key in RETIRED:
+            off, doc = RETIRED[key]
+            if value != off:
+                raise ConfigError(f"config.{key}: {value!r}, but the option was removed ({doc})")
+            del kept[name]
+    return kept
+
+
 def _from_dict(cls, data: dict, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"config{where}: expected an object, got {type(data).__name__}")
+    data = _without_retired(data, where)
     hints = _field_types(cls)
     unknown = set(data) - set(hints)
     if unknown:
