@@ -72,7 +72,7 @@ class LossConfig:
 class DataConfig:
     # None: the embedded synthetic rain set (no download). Otherwise a data set folder.
     root: Optional[str] = None
-    layout: str = "auto"  # see dataset.LAYOUTS
+    layout: str = "auto"  # see utils/io/layouts.py (LAYOUTS)
     # Side-by-side pairs: which half is which (clean-rainy | rainy-clean | auto: the half rain
     # brightens is the rainy one, judged on a few images; utils/io/side_by_side.py).
     side_order: str = "auto"
