@@ -19,7 +19,7 @@ from utils.inference import dihedral
 from utils.io.images import IMAGE_SUFFIXES, is_image_file, to_tensor
 from utils.io.layouts import DatasetError, list_images, read_data_image
 from utils.io.name_matching import natural_key, unique_names
-from utils.io.pair_folders import PairedImages, open_pairs
+from utils.io.pair_folders import open_pairs
 from utils.synthetic.photos import load_split
 from utils.synthetic.sets import make_rainy_set
 from utils.synthetic.stream import SyntheticRainStream

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import train
-from config import Config
 from networks import build_model
 from utils.config_parse import build_config, config_from_dict
 from utils.io.checkpoints import save_checkpoint

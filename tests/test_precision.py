@@ -15,7 +15,7 @@ import show
 from config import demo
 from networks import build_model
 from networks.attention import attention_backend, chunked_attention
-from scripts import bench
+from scripts import bench, bench_worker
 from utils.cli import open_model, run_main
 from utils.engine.precision import Precision, cpu_flags, cpu_has_fast_bf16, resolve
 from utils.errors import UserError
@@ -231,7 +231,7 @@ def test_bench_workers_compare_bf16_with_fp32_outputs(tmp_path):
         args = bench.parse_args(["--checkpoint", str(ckpt), "--device", "cpu", "--repeats", "1",
                                  "--worker", f"forward:16x20:{mode}",
                                  "--dump", str(tmp_path / f"16x20_{mode}.pt")])
-        results.append(bench.run_worker(args))
+        results.append(bench_worker.run_worker(args))
     bench.add_agreement(results, tmp_path)
     fp32, bf16 = results
     assert (fp32["autocast"], bf16["autocast"]) == ("fp32", "bf16") and "psnr_vs_fp32_db" not in fp32
