@@ -8,7 +8,7 @@ import torch
 
 from config import ConfigError, demo, paper
 from utils.config_parse import (RETIRED, add_config_args, build_config, config_from_args,
-                                 config_from_dict, load_config)
+                                 config_from_dict, load_config_file)
 
 
 def test_paper_preset_matches_published_recipe():
@@ -111,7 +111,7 @@ def test_json_round_trip(tmp_path):
     path = tmp_path / "config.json"
     cfg.save(path)
     assert json.loads(path.read_text())["train"]["lr"] == 3e-4
-    assert load_config(path) == cfg
+    assert load_config_file(path) == cfg
 
 
 def test_from_dict_rejects_unknown_keys():

@@ -22,7 +22,7 @@ from config import Config
 from dataset import DryPhotos, synthetic_from_config, synthetic_pairs
 from losses import HCNLoss
 from networks import build_model
-from utils.config_parse import build_config, load_config
+from utils.config_parse import build_config, load_config_file
 from utils.engine.distributed import DistInfo
 from utils.engine.rng import capture_rng, restore_rng, seed_everything
 from utils.engine.run_dir import RunDir
@@ -263,7 +263,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     assert all(torch.equal(ref_opt[i]["exp_avg"], res_opt[i]["exp_avg"]) for i in ref_opt)
     assert resumed["scheduler"]["last_epoch"] == 7
     run = tmp_path / "b" / "tiny"
-    assert load_config(run / "config.json").train.iterations == 7
+    assert load_config_file(run / "config.json").train.iterations == 7
     assert (run / "best.pth").is_file() and (run / "train.log").is_file()
     assert any((run / "tb").iterdir())
     model, cfg = load_model(run / "best.pth")

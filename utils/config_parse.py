@@ -26,11 +26,6 @@ def config_from_dict(data: dict) -> Config:
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """A config.json written by `Config.save`."""
-    return config_from_dict(json.loads(Path(path).read_text()))
-
-
 def build_config(preset: str = "paper", overrides: tuple[str, ...] | list[str] = (),
                  config_file: str | Path | None = None) -> Config:
     """Preset (or a saved config.json) plus `section.field=value` overrides, applied in order."""
