@@ -287,7 +287,7 @@ class Trainer:
         # The schedule follows the config, so `--resume --set train.iterations=N` moves the
         # lr milestones with the new length (unchanged config: the same milestones).
         self.scheduler.milestones = Counter(self._milestones)
-        if state.get("scaler"):
+        if state.get("scaler") and self.precision.scales_loss:  # elsewhere the scale stays 1
             self.precision.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.epoch = int(state.get("epoch", 0))
