@@ -1,26 +1,22 @@
-"""Typed configuration: dataclasses, named presets and command-line overrides.
+"""Typed configuration: the schema (one dataclass per section), its bounds and the presets.
 
-A run is fully described by one `Config`. Scripts build it with
-`config_from_args(args)`: start from a preset (`--preset paper|demo|standard`) or a saved
-config.json (`--config FILE`), then apply `--set section.field=value` overrides in order, each
-parsed by the field's declared type. Errors are `ConfigError`s (a `UserError`: exit code 2). The resolved config is written as
-JSON next to every run's outputs (`Config.save`).
+A run is fully described by one `Config`: a preset (`paper`, `demo`, `standard`) or a saved
+config.json, with `--set section.field=value` overrides on top (parsed in
+utils/config_parse.py). The resolved config is written as JSON next to every run's outputs
+(`Config.save`). The shipped model's later training stages are `--set` overrides on
+`standard`, written once in docs/shipped_model.md#how-it-was-trained.
 
 Values marked "from released code" come from the authors' implementation because
 the paper text does not state them (docs/method.md#values-from-the-released-code).
 """
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import json
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 from utils.errors import UserError
 
@@ -76,7 +72,7 @@ class LossConfig:
 class DataConfig:
     # None: the embedded synthetic rain set (no download). Otherwise a data set folder.
     root: Optional[str] = None
-    layout: str = "auto"  # see dataset.LAYOUTS
+    layout: str = "auto"  # see utils/io/layouts.py (LAYOUTS)
     # Side-by-side pairs: which half is which (clean-rainy | rainy-clean | auto: the half rain
     # brightens is the rainy one, judged on a few images; utils/io/side_by_side.py).
     side_order: str = "auto"
@@ -132,7 +128,7 @@ class TrainConfig:
     max_hours: float = 0.0
     seed: int = 66
     # fp32 | bf16 | auto: bf16 autocast on a GPU or CPU with native bf16, fp16 + GradScaler on a
-    # GPU without it, else fp32 (utils/engine/precision.py). Replaces train.amp (true = auto).
+    # GPU without it, else fp32 (utils/engine/precision.py).
     precision: str = "auto"
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model
@@ -169,8 +165,7 @@ class OnlineConfig:
     # Share of the replay items that are clean -> clean (a clean image is a fixed point of the
     # derainer, which keeps `chain` from compounding); the others are rainy -> clean. On real
     # photos these items teach the model to leave haze alone, so its outputs can brighten
-    # round after round (docs/online_update.md). Configs saved when this was a switch:
-    # true = 0.5, false = 0.
+    # round after round (docs/online_update.md).
     replay_clean: float = 0.5
     # Pseudo-labels of round k > 0 keep the tone of B^0: B^k - G(B^k) + G(B^0), G a 6 px
     # Gaussian blur (utils/online.py, keep_tone). Streaks are thin, so labels can still lose
@@ -206,11 +201,6 @@ class OnlineConfig:
     # Pseudo-label refresh: tiled inference above this side (0: never tile). The mining
     # attention is quadratic in tile area, so smaller tiles cost less per pixel.
     tile: int = 256
-    # Refresh pseudo-labels with the flip self-ensemble (mean over the 4 flips) of the current
-    # model instead of its plain output (not in the paper, which uses the plain output). Off
-    # by default: it costs 4x the refresh and its gain stayed within seed noise
-    # (docs/online_update.md, "What made the difference on gusty rain").
-    ensemble_labels: bool = False
     # Precision of the pseudo-label refresh and of the per-round scoring (fp32 | bf16 | auto;
     # utils/engine/precision.py); the update's training steps follow train.precision.
     refresh_precision: str = "auto"
@@ -236,21 +226,9 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Config":
-        """Inverse of `to_dict`; unknown keys, wrong types and out-of-range model sizes raise
-        ValueError (a checkpoint's stored config is checked like user input)."""
-        cfg = _from_dict(cls, _migrate(data), "")
-        validate(cfg)
-        return cfg
-
     def save(self, path: str | Path) -> None:
         from utils.io.files import write_text  # atomic: never a 0-byte config.json
         write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Config":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def paper() -> Config:
@@ -279,8 +257,9 @@ def demo() -> Config:
 
 
 def standard() -> Config:
-    """Stage 1 of the shipped model (then `standard_refine`, `standard_stage3`, `standard_p160`):
-    `mixed` synthetic rain, sized to train on a CPU in hours.
+    """Stage 1 of the shipped model: `mixed` synthetic rain, sized to train on a CPU in hours.
+    The later stages are this config with `--set` overrides, written once as the recipe in
+    docs/shipped_model.md#how-it-was-trained (tests/test_shipped_recipe.py checks them).
 
     Width 16 with 3/1/1 blocks and 96 px patches, chosen on what a training step costs at each
     size (docs/shipped_model.md, "Why this size").
@@ -315,284 +294,13 @@ def standard() -> Config:
     )
 
 
-def standard_refine() -> Config:
-    """Second stage of the shipped model: `standard`'s best weights trained 1,200 more steps with
-    L1 on from the first step (the SSIM-only part of the first stage had plateaued;
-    docs/shipped_model.md), a new lr schedule and new training samples (another seed)."""
-    cfg = standard()
-    cfg.train = TrainConfig(
-        name="standard_refine", init="runs/standard/best.pth", seed=67, iterations=1200,
-        batch_size=4, lr=5e-4, milestones=(0.6, 0.85), gamma=0.3, grad_clip=1.0,
-        ema_decay=0.995, val_every=250, ckpt_every=50, log_every=10, image_every=250)
-    cfg.loss.l1_start = 0
-    return cfg
-
-
-def standard_stage3() -> Config:
-    """Third stage of the shipped model: stage 2's best weights trained 1,500 more steps with
-    15% flat, bright clean backgrounds: without them a model darkens every low-contrast bright
-    scene as if it were haze (docs/shipped_model.md measures it on the stage-2 model)."""
-    cfg = standard_refine()
-    cfg.data.flat_scenes = 0.15
-    cfg.train.name, cfg.train.init, cfg.train.seed = "standard_stage3", "runs/standard_refine/best.pth", 68
-    cfg.train.iterations, cfg.train.lr, cfg.train.milestones = 1500, 3e-4, (0.6, 0.85)
-    return cfg
-
-
-def standard_p160() -> Config:
-    """Fourth stage of the shipped model: stage 3's final weights trained 700 more steps on
-    160 px patches (batch 2), so BiSCSM learns from the larger context whole test images give
-    it (docs/method.md#input-size); positions are squeezed beyond 160 px."""
-    cfg = standard_stage3()
-    cfg.model.position_extent = cfg.data.patch_size = 160
-    cfg.train.name, cfg.train.init, cfg.train.seed = "standard_p160", "runs/standard_stage3/latest.pth", 70
-    cfg.train.iterations, cfg.train.batch_size, cfg.train.lr = 700, 2, 2e-4
-    cfg.train.milestones, cfg.train.val_every = (0.6, 0.85), 175
-    return cfg
-
-
-PRESETS = {"paper": paper, "demo": demo, "standard": standard, "standard_refine": standard_refine,
-           "standard_stage3": standard_stage3, "standard_p160": standard_p160}
+PRESETS = {"paper": paper, "demo": demo, "standard": standard}
 
 
 class ConfigError(UserError, ValueError):
     """A bad preset, --set override, --config file or config entry; the message names the field."""
 
 
-def build_config(preset: str = "paper", overrides: tuple[str, ...] | list[str] = (),
-                 config_file: str | Path | None = None) -> Config:
-    """Preset (or a saved config.json) plus `section.field=value` overrides, applied in order."""
-    if config_file is not None:
-        cfg = load_config_file(config_file)
-    elif preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    else:
-        cfg = PRESETS[preset]()
-    for item in overrides:
-        apply_override(cfg, item)
-    validate(cfg)
-    return cfg
-
-
-def load_config_file(path: str | Path) -> Config:
-    """A saved config.json (a run folder stands for its config.json), with errors that name it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--config {path}: not a readable JSON file ({exc})") from None
-    try:
-        return Config.from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"--config {path}: {exc}") from None
-
-
-def _amp_as_precision(amp: bool) -> str:
-    return "auto" if amp else "fp32"
-
-
-def _migrate(data: dict) -> dict:
-    """A config saved before train.precision replaced train.amp (config.json files and the
-    configs inside checkpoints, weights/standard.pth among them): amp true -> precision auto
-    (what amp did on CUDA; on a CPU, auto is fp32 unless it has native bf16), false -> fp32.
-    Likewise online.replay_clean, once a switch: true -> 0.5 (what it meant), false -> 0."""
-    online = data.get("online") if isinstance(data, dict) else None
-    if isinstance(online, dict) and isinstance(online.get("replay_clean"), bool):
-        data = {**data, "online": {**online, "replay_clean": 0.5 if online["replay_clean"] else 0.0}}
-    train = data.get("train") if isinstance(data, dict) else None
-    if not isinstance(train, dict) or "amp" not in train:
-        return data
-    train = dict(train)
-    amp = train.pop("amp")
-    if not isinstance(amp, bool):
-        raise ConfigError(f"config.train.amp: expected true or false, got {amp!r}")
-    train.setdefault("precision", _amp_as_precision(amp))
-    return {**data, "train": train}
-
-
-def apply_override(cfg: Config, item: str) -> None:
-    """Set one field from 'section.field=value'; the text is parsed by the field's declared type
-    (`data.root=2024` is the string '2024', `train.lr=abc` an error naming train.lr).
-    The old `train.amp=true|false` still works: it sets train.precision to auto|fp32."""
-    key, sep, text = item.partition("=")
-    if key.strip() == "train.amp" and sep:
-        try:
-            amp = _convert(text.strip(), bool, from_text=True)
-        except _Mismatch:
-            raise ConfigError(f"--set train.amp={text.strip()}: train.amp expects true or false "
-                              f"(it is now train.precision: {' | '.join(PRECISIONS)})") from None
-        cfg.train.precision = _amp_as_precision(amp)
-        return
-    parts = key.strip().split(".")
-    if not sep or len(parts) != 2:
-        raise ConfigError(f"--set {item!r} must look like section.field=value")
-    section_name, field_name = parts
-    section = getattr(cfg, section_name, None)
-    if section is None or not dataclasses.is_dataclass(section):
-        raise ConfigError(f"--set {item!r}: no section {section_name!r}; "
-                          f"sections are {[f.name for f in dataclasses.fields(cfg)]}")
-    hints = _field_types(type(section))
-    if field_name not in hints:
-        raise ConfigError(f"--set {item!r}: section {section_name!r} has no field "
-                          f"{field_name!r}; fields are {sorted(hints)}")
-    where = f"{section_name}.{field_name}"
-    try:
-        value = _convert(text.strip(), hints[field_name], from_text=True)
-    except _Mismatch:
-        raise ConfigError(f"--set {where}={text.strip()}: {where} expects "
-                          f"{_describe(hints[field_name])}, got {text.strip()!r}") from None
-    setattr(section, field_name, value)
-
-
-class _Mismatch(Exception):
-    """A value does not fit a type (turned into a ConfigError that names the field)."""
-
-
-_TRUE, _FALSE, _NONE = ("1", "true", "yes", "on"), ("0", "false", "no", "off"), ("none", "null")
-
-
-def _field_types(cls) -> dict[str, Any]:
-    """{field name: resolved type hint} of a config dataclass."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _optional_inner(tp):
-    """X for Optional[X], else None."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0]
-    return None
-
-
-def _convert(value: Any, tp, from_text: bool = False) -> Any:
-    """`value` (command-line text, or a JSON value) as type `tp`; raises _Mismatch."""
-    inner = _optional_inner(tp)
-    if inner is not None:
-        if value is None or (from_text and isinstance(value, str) and value.lower() in _NONE):
-            return None
-        return _convert(value, inner, from_text)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_text and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
-            return value.lower() in _TRUE
-        raise _Mismatch
-    if tp in (int, float):
-        if isinstance(value, str) and from_text:
-            try:
-                return tp(value)
-            except ValueError:
-                raise _Mismatch from None
-        # An int field takes ints only; a float field takes ints and floats (never bools).
-        allowed = int if tp is int else (int, float)
-        if isinstance(value, allowed) and not isinstance(value, bool):
-            return tp(value)
-        raise _Mismatch
-    if typing.get_origin(tp) is tuple:
-        if isinstance(value, str) and from_text:
-            value = _tuple_text(value)
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], from_text) for v in value)
-        if len(args) != len(value):
-            raise _Mismatch
-        return tuple(_convert(v, a, from_text) for v, a in zip(value, args))
-    raise TypeError(f"config field type {tp!r} is not supported")  # a bug in this file
-
-
-def _tuple_text(text: str) -> list:
-    """'(12,2,1)', '[12, 2, 1]', '12,2,1', '0.6' or '()' -> a list of items (numbers as text,
-    nested tuples as lists), so each item is then parsed by its own declared type."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = [v.strip() for v in text.strip("()[] ").split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)):
-        value = [value]
-
-    def as_text(v):
-        if isinstance(v, (list, tuple)):
-            return [as_text(x) for x in v]
-        return v if isinstance(v, str) else repr(v)
-    return [as_text(v) for v in value]
-
-
-def _describe(tp) -> str:
-    inner = _optional_inner(tp)
-    if inner is not None:
-        return f"{_describe(inner)} or none"
-    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number (e.g. 1e-4)"}
-    if tp in names:
-        return names[tp]
-    args = typing.get_args(tp)
-    plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
-    if len(args) == 2 and args[1] is Ellipsis:
-        return f"a tuple of {plural.get(args[0], 'tuples ' + _describe(args[0]).removeprefix('a tuple '))}"
-    if len(set(args)) == 1 and args[0] in plural:
-        return f"a tuple of {len(args)} {plural[args[0]]}"
-    return f"a tuple ({', '.join(_describe(a) for a in args)})"
-
-
-def _from_dict(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"config{where}: expected an object, got {type(data).__name__}")
-    hints = _field_types(cls)
-    unknown = set(data) - set(hints)
-    if unknown:
-        raise ConfigError(f"config{where}: unknown keys {sorted(unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _from_dict(tp, value, f"{where}.{name}")
-            continue
-        try:
-            kwargs[name] = _convert(value, tp)
-        except _Mismatch:
-            raise ConfigError(f"config{where}.{name}: expected {_describe(tp)}, got {value!r}") from None
-    return cls(**kwargs)
-
-
-def add_config_args(parser: argparse.ArgumentParser, default_preset: str = "paper") -> None:
-    """The flags every script shares: --preset or --config, and repeated --set overrides.
-
-    --preset defaults to None so a script can tell an explicit choice from the default;
-    `config_from_args` uses `default_preset` then."""
-    parser.set_defaults(default_preset=default_preset)
-    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help=f"named configuration to start from (default: {default_preset})")
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="start from a saved config.json (or a run folder's) instead of a "
-                             "preset; --set applies on top")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.FIELD=VALUE",
-                        help="override one config field, e.g. --set train.lr=1e-4 (repeatable)")
-
-
-def preset_of(args: argparse.Namespace) -> str:
-    """The --preset given, else the script's default; refuses --preset together with --config."""
-    if args.preset is not None and getattr(args, "config", None) is not None:
-        raise ConfigError("give --preset or --config, not both (--config is a full configuration)")
-    return args.preset or args.default_preset
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    return build_config(preset_of(args), args.overrides, getattr(args, "config", None))
-
-
-# ----------------------------------------------------------------------------- bounds
 # Sane bounds on what allocates memory before any weights are checked (paper: width 20,
 # blocks (12, 2, 1)); applied to presets + overrides and to configs stored in checkpoints.
 # Wider models are possible by editing these, not by a crafted file.
@@ -601,8 +309,8 @@ MODEL_BOUNDS = {"channels": (1, 512), "encoder_blocks": (1, 128), "attention_red
 
 
 def validate(cfg: "Config") -> None:
-    """Model-size bounds (types are checked by `_from_dict`/`apply_override`); ConfigError
-    names the field."""
+    """The schema's constraints beyond types (choices, ranges, model-size bounds; types are
+    checked where the text is parsed, utils/config_parse.py); ConfigError names the field."""
     for where, value in (("train.precision", cfg.train.precision),
                          ("online.refresh_precision", cfg.online.refresh_precision)):
         if value not in PRECISIONS:

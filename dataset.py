@@ -1,10 +1,11 @@
 """Data sets: rainy/clean pairs from disk, the embedded synthetic rain, patches and splits.
 
 Colour order is RGB everywhere; images are float32 in [0, 1] (gray, RGBA and 16-bit files
-are converted by `utils.io.images.read_image`). Folders are validated up front (names and
-pairing, `utils.io.layouts`, which lists every layout `open_pairs` accepts) and read lazily,
-one pair per `__getitem__`; a pair's sizes are checked when read. Nothing here ever writes
-to, renames or deletes anything in a data folder.
+are converted by `utils.io.images.read_image`). Pair folders are opened by
+`utils.io.pair_folders.open_pairs` (validated up front, read lazily, one pair per
+`__getitem__`; every layout is listed in `utils.io.layouts`), the on-the-fly synthetic
+stream is `utils.synthetic.stream`; this module builds the scripts' data sets from them.
+Nothing here ever writes to, renames or deletes anything in a data folder.
 """
 from __future__ import annotations
 
@@ -16,78 +17,16 @@ from torch.utils.data import Dataset
 
 from utils.inference import dihedral
 from utils.io.images import IMAGE_SUFFIXES, is_image_file, to_tensor
-from utils.io.layout_detection import detect_layout, resolve_side_order
-from utils.io.layouts import (LAYOUTS, SIDE_ORDER_CHOICES, SIDE_ORDERS, DatasetError, PairEntry, list_images,
-                              pair_entries, read_data_image)
+from utils.io.layouts import DatasetError, list_images, read_data_image
 from utils.io.name_matching import natural_key, unique_names
-from utils.io.pair_headers import pair_sizes, size_mismatch
-from utils.io.side_by_side import halves
-from utils.synthetic.photos import load_split, training_background
-from utils.synthetic.rain import add_rain
+from utils.io.pair_folders import open_pairs
+from utils.synthetic.photos import load_split
 from utils.synthetic.sets import make_rainy_set
-from utils.synthetic.styles import HELD_OUT
+from utils.synthetic.stream import SyntheticRainStream
 
 AUGMENTS = ("none", "hflip", "dihedral")
 
 # ----------------------------------------------------------------------------- data sets
-
-
-class PairedImages(Dataset):
-    """Full-size rainy/clean pairs from disk, read lazily; items are
-    `{"name": str, "rainy": Tensor[3,H,W], "clean": Tensor[3,H,W]}`."""
-
-    def __init__(self, entries: Sequence[PairEntry], root: Path, layout: str,
-                 side_order: str = "clean-rainy"):
-        if side_order not in SIDE_ORDERS:
-            raise DatasetError(f"unknown side_order {side_order!r}; choose one of {SIDE_ORDERS}")
-        if not entries:
-            raise DatasetError(f"{root}: no image pairs found (layout {layout!r})")
-        self.entries = list(entries)
-        self.root = Path(root)
-        self.layout = layout
-        self.side_order = side_order
-        self._sizes: Optional[list] = None
-
-    @property
-    def names(self) -> list[str]:
-        return [e.name for e in self.entries]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __repr__(self) -> str:
-        return f"PairedImages({len(self)} pairs, layout={self.layout!r}, root={str(self.root)!r})"
-
-    def group_keys(self) -> list[str]:
-        """Rainy images made from the same clean image share a key (DDN: 14 per clean image)."""
-        return [str(e.clean if e.clean is not None else e.rainy) for e in self.entries]
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rainy, clean) as RGB float32 HWC arrays; DatasetError names the file(s) at fault."""
-        entry = self.entries[index]
-        if entry.clean is None:
-            image = read_data_image(entry.rainy)
-            if image.shape[1] < 2:
-                raise DatasetError(f"{entry.rainy}: {image.shape[1]} px wide, too narrow to hold "
-                                   "a side-by-side pair")
-            left, right = halves(image)
-            rainy, clean = (right, left) if self.side_order == "clean-rainy" else (left, right)
-            return np.ascontiguousarray(rainy), np.ascontiguousarray(clean)
-        rainy, clean = read_data_image(entry.rainy), read_data_image(entry.clean)
-        if rainy.shape != clean.shape:
-            raise DatasetError(size_mismatch(entry, rainy.shape[1::-1], clean.shape[1::-1]))
-        return rainy, clean
-
-    def __getitem__(self, index: int) -> dict:
-        rainy, clean = self.load(index)
-        return {"name": self.entries[index].name, "rainy": to_tensor(rainy), "clean": to_tensor(clean)}
-
-    def verify(self) -> list[tuple[int, int]]:
-        """Check every pair now from its image headers (fast: utils.io.pair_headers) and return
-        (height, width) per pair; a DatasetError counts the broken pairs, a warning names each."""
-        if self._sizes is None:
-            self._sizes = pair_sizes(self.entries, str(self.root))
-        return self._sizes
 
 
 class _NamedImages(Dataset):
@@ -256,24 +195,6 @@ def _load_pair(pairs: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- public API
 
 
-def open_pairs(root: Union[str, Path], layout: str = "auto", side_order: str = "auto") -> PairedImages:
-    """Open a paired data set folder (or pair list) in any of `LAYOUTS`; 'auto' detects the
-    layout, and the side order of side-by-side files (utils.io.side_by_side)."""
-    root = Path(root).expanduser()
-    if layout != "auto" and layout not in LAYOUTS:
-        raise DatasetError(f"unknown layout {layout!r}; choose 'auto' or one of {', '.join(LAYOUTS)}")
-    if side_order not in SIDE_ORDER_CHOICES:
-        raise DatasetError(f"unknown side_order {side_order!r}; choose one of {SIDE_ORDER_CHOICES}")
-    if not root.exists():
-        raise DatasetError(f"{root}: no such file or folder")
-    if layout == "auto":
-        layout = detect_layout(root)
-    elif root.is_file() and layout not in ("pair-list", "side-by-side"):
-        raise DatasetError(f"{root}: layout {layout!r} needs a folder, got a file")
-    entries = pair_entries(root, layout)
-    return PairedImages(entries, root, layout, resolve_side_order(root, layout, entries, side_order))
-
-
 def open_rainy(path: Union[str, Path], recursive: bool = False) -> RainyImages:
     """Unpaired rainy images: a folder (sub-folders too with `recursive`) or one image file."""
     path = Path(path).expanduser()
@@ -340,69 +261,6 @@ def synthetic_from_config(data_cfg, split: str, preset: Optional[str] = None,
     return synthetic_pairs(split, preset or data_cfg.synthetic_preset, data_cfg.synthetic_size,
                            default_count[split] if count is None else count,
                            data_cfg.synthetic_seed, data_cfg.clean_photos)
-
-
-class SyntheticRainStream(Dataset):
-    """Training pairs made on the fly: a new augmented background crop and a new rain draw
-    for every sample (items `{"rainy", "clean"}` Tensor[3,p,p], like PatchDataset).
-
-    Sample (epoch, index) depends only on (seed, epoch, index), not on worker count or
-    order; `length` samples make one epoch. Rain is rendered at a random `scale` in
-    `scales` (log-uniform), so streak sizes vary relative to the scene. `flat_scenes`: share
-    of flat, bright clean backgrounds (utils.synthetic.photos.augment_photo).
-    """
-
-    def __init__(self, photos: Sequence[np.ndarray], patch_size: int, length: int,
-                 preset: str = "mixed", seed: int = 0, scales: tuple[float, float] = (0.5, 1.6),
-                 flat_scenes: float = 0.0, dry_share: float = 0.0, streak_share: float = 0.0):
-        if not photos:
-            raise DatasetError("SyntheticRainStream: no clean photos")
-        if patch_size < 1 or length < 1:
-            raise ValueError(f"patch_size and length must be >= 1, got {patch_size}, {length}")
-        if preset in HELD_OUT:
-            raise ValueError(f"rain style {preset!r} is held out for measuring generalisation; "
-                             "do not train on it")
-        self.photos, self.patch_size, self.length = list(photos), int(patch_size), int(length)
-        if not 0.0 <= flat_scenes <= 1.0:
-            raise ValueError(f"flat_scenes must be in [0, 1], got {flat_scenes}")
-        self.preset, self.seed, self.scales, self.epoch = preset, int(seed), scales, 0
-        self.flat_scenes = float(flat_scenes)
-        for name, share in (("dry_share", dry_share), ("streak_share", streak_share)):
-            if not 0.0 <= share <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {share}")
-        if dry_share + streak_share > 1.0:
-            raise ValueError(f"dry_share + streak_share must be <= 1, got {dry_share + streak_share}")
-        self.dry_share, self.streak_share = float(dry_share), float(streak_share)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __repr__(self) -> str:
-        shares = (f", dry {self.dry_share:g}, streaks {self.streak_share:g}"
-                  if self.dry_share or self.streak_share else "")
-        return (f"SyntheticRainStream({self.length} samples/epoch, {len(self.photos)} photos, "
-                f"preset={self.preset!r}{shares}, patch={self.patch_size})")
-
-    def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, index, 7])
-        clean = training_background(self.photos, self.patch_size, rng, self.flat_scenes)
-        scale = float(np.exp(rng.uniform(np.log(self.scales[0]), np.log(self.scales[1]))))
-        preset = self._pick_style(rng)
-        rainy = clean if preset is None else add_rain(clean, preset, rng, scale=scale)
-        return {"rainy": to_tensor(rainy), "clean": to_tensor(clean)}
-
-    def _pick_style(self, rng: np.random.Generator) -> Optional[str]:
-        """The sample's rain style; None for a dry sample (clean -> clean). Draws nothing when
-        both shares are 0, so the stream of runs without them is unchanged."""
-        if self.dry_share == 0.0 and self.streak_share == 0.0:
-            return self.preset
-        pick = rng.random()
-        if pick < self.dry_share:
-            return None
-        return "streaks" if pick < self.dry_share + self.streak_share else self.preset
 
 
 def synthetic_stream_from_config(data_cfg, seed: int) -> SyntheticRainStream:

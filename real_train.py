@@ -11,8 +11,7 @@ the largest image) with
     L1(pred, B^{k-1}) + lambda * rain term against a random other image's O_j - B_j^{k-1}
 (online.method and online.loss choose the variant, online.replay adds synthetic pairs),
 then refreshes every pseudo-label at full resolution (tiled above online.tile px): B^k,
-with the flip self-ensemble of the current model when online.ensemble_labels is set, with
-B^0's low frequencies when online.keep_tone is set, at online.refresh_precision
+with B^0's low frequencies when online.keep_tone is set, at online.refresh_precision
 (fp32 | bf16 | auto; the update's steps follow train.precision).
 The lr starts at online.lr; online.lr_steps = ((r, lr), ...) switch it when round index r
 (counted from 0, as the authors' real-epoch index) starts.
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from config import Config, add_config_args, preset_of
+from config import Config
 from dataset import SyntheticRainStream, open_rainy, synthetic_pairs
 from losses import online_update_loss
 from networks import build_model
@@ -51,6 +50,7 @@ from utils import logs, threads
 from utils.cli import (DEMO_CHECKPOINT, MissingCheckpoint, add_run_args, open_model, pick_device,
                        resolve_checkpoint, run_main)
 from utils.clips import FrameDerainer, derain_clip, sample_frames
+from utils.config_parse import add_config_args, preset_of
 from utils.errors import UserError
 from utils.io import shipped
 from utils.engine import distributed
@@ -63,7 +63,7 @@ from utils.engine.sampler import ResumableSampler
 from utils.engine.time_limit import TimeLimit, process_start
 from utils.engine.trainer import Trainer, TrainingAborted
 from utils.inference import derain
-from utils.io.checkpoints import CheckpointError, check_fits, load_checkpoint, load_weights, published_weights
+from utils.io.checkpoints import OpenedCheckpoint, load_weights, open_checkpoint
 from utils.io.files import check_outside, copy_file, write_text
 from utils.io.images import read_image, set_max_pixels, to_image, to_tensor, write_image
 from utils.io.panels import fit_within, side_by_side
@@ -168,14 +168,13 @@ def lr_for_round(cfg: Config, r: int) -> float:
 TRANSFER_ROTATE = 40.0
 
 
-def _derain(trainer: Trainer, model, image: torch.Tensor, precision: Precision,
-            ensemble: bool = False) -> torch.Tensor:
+def _derain(trainer: Trainer, model, image: torch.Tensor, precision: Precision) -> torch.Tensor:
     """The model's output on one image (float32, clamped, on the CPU); `precision`:
     online.refresh_precision resolved for the device."""
     _, h, w = image.shape
     tile = trainer.cfg.online.tile
     return derain(model, image[None].to(trainer.device), tile=tile if tile and max(h, w) > tile else None,
-                  ensemble=ensemble, precision=precision)[0].cpu().clamp(0, 1)
+                  precision=precision)[0].cpu().clamp(0, 1)
 
 
 def _rgb(pred: torch.Tensor, clean: torch.Tensor) -> dict:
@@ -205,9 +204,9 @@ def refresh_labels(trainer: Trainer, labels: PseudoLabels, k: int, keys, rainy, 
             if k > 0 and oc.method == "direct":
                 label = labels.load(k - 1, keys[i])
             elif k > 0 and oc.method == "chain":
-                label = _derain(trainer, model, labels.load(k - 1, keys[i]), precision, oc.ensemble_labels)
+                label = _derain(trainer, model, labels.load(k - 1, keys[i]), precision)
             else:
-                label = _derain(trainer, model, rainy[i], precision, True) if oc.ensemble_labels else out
+                label = out
             if k > 0 and oc.keep_tone:
                 label = keep_tone(label, labels.load(0, keys[i]))
             item = {}
@@ -287,12 +286,8 @@ def online_update(cfg: Config, state: dict | None, state_path: Path | None, devi
             hint = ("train it first with `python train.py` (the demo preset, a few minutes on a CPU)"
                     if oc.init is None else "pass --init with a checkpoint written by train.py")
             raise MissingCheckpoint(f"synthetic checkpoint {init_path} not found: {hint}.")
-        init = load_checkpoint(init_path)
-        try:
-            cfg.model = Config.from_dict(init["config"]).model  # the architecture of the weights
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(f"{init_path}: its config is not valid for this code: {exc}") from None
-        check_fits(cfg.model, published_weights(init), str(init_path))
+        init = open_checkpoint(init_path)
+        cfg.model = init.config.model  # the architecture of the weights
     names, rainy, clean = load_images(cfg)
     in_domain = in_domain_set(cfg, "test") if oc.data is None else None
     guard = in_domain_set(cfg, "val") if oc.guard_db > 0 else None
@@ -321,7 +316,7 @@ CHECKPOINTS = ("latest.pth", "round_*.pth", "final.pth")
 
 
 def _online_update(cfg: Config, state: dict | None, state_path: Path | None, device: torch.device,
-                   run: RunDir, init: dict | None, init_path: Path, keys, rainy, clean,
+                   run: RunDir, init: OpenedCheckpoint | None, init_path: Path, keys, rainy, clean,
                    in_domain, guard, limit: TimeLimit | None = None) -> int:
     oc = cfg.online
     info = distributed.DistInfo()
@@ -332,11 +327,11 @@ def _online_update(cfg: Config, state: dict | None, state_path: Path | None, dev
         trainer.load_state_dict(state, str(state_path))
         run.log(f"resumed from {state_path} at step {trainer.step} (epoch {trainer.epoch})")
     else:
-        load_weights(trainer.model, published_weights(init), str(init_path))
+        load_weights(trainer.model, init.weights, str(init_path))
         if trainer.ema is not None:
             trainer.ema.load_state_dict(trainer.model.state_dict())
         try:  # Adam continues from the synthetic state, as in the released code
-            trainer.load_optimizer_state(init["optimizer"])
+            trainer.load_optimizer_state(init.state["optimizer"])
             run.log(f"Adam state continued from {init_path}")
         except (KeyError, ValueError, TypeError):
             run.log(f"{init_path} has no usable optimizer state: Adam starts fresh")
@@ -508,8 +503,7 @@ def main(argv=None) -> int:
         sub.online.name = f"{cfg.online.name}/compare_{method}"
         sub_state, sub_path = None, out / sub.online.name / "latest.pth"
         if args.resume and sub_path.is_file():
-            sub_state = load_checkpoint(sub_path)
-            sub = Config.from_dict(sub_state["config"])
+            sub_state, sub, _ = open_checkpoint(sub_path, use_ema=False)
         print(f"\ncomparison run: online.method={method} in {out / sub.online.name}")
         code = online_update(sub, sub_state, sub_path if sub_state else None, device,
                              overwrite=args.overwrite or bool(args.resume), started=started)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from config import PRESETS, RUNTIME_MODEL_FIELDS, Config, add_config_args, preset_of
+from config import PRESETS, RUNTIME_MODEL_FIELDS, Config
 from dataset import (DryPhotos, PatchDataset, build_train_val, synthetic_from_config,
                      synthetic_stream_from_config)
 from losses import HCNLoss
@@ -35,6 +35,7 @@ from networks import build_model, parameter_summary
 from networks.widen import WidenError, widen_weights
 from utils import logs, threads
 from utils.cli import add_run_args, run_main, sync
+from utils.config_parse import add_config_args, preset_of
 from utils.errors import UserError
 from utils.engine import distributed
 from utils.engine.interrupt import StopRequest, ignore_stop_signals, is_worker_death
@@ -47,8 +48,8 @@ from utils.engine.sampler import ResumableSampler, micro_batches
 from utils.engine.time_limit import TimeLimit, format_duration, process_start
 from utils.engine.trainer import Trainer, TrainingAborted, milestone_steps
 from utils.engine.validation import evaluate, validate
-from utils.io.checkpoints import (CheckpointError, check_fits, load_checkpoint, load_model,
-                                  load_weights, published_weights, save_checkpoint)
+from utils.io.checkpoints import (CheckpointError, load_model, load_weights, open_checkpoint,
+                                  save_checkpoint)
 from utils.io.images import set_max_pixels
 from utils.progress import progress
 
@@ -90,11 +91,8 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
     if cfg.train.init is None or resumed:
         return None
     path = Path(cfg.train.init)
-    state = load_checkpoint(path)
-    try:
-        trained = Config.from_dict(state["config"]).model
-    except ValueError as exc:
-        raise CheckpointError(f"train.init {path}: its config is not valid for this code: {exc}") from None
+    _, trained_cfg, weights = open_checkpoint(path, source=f"train.init {path}")
+    trained = trained_cfg.model
     # Runtime settings may differ (a larger-patch stage moves position_extent), and a
     # narrower model is widened to a multiple of its width; the rest is what the weights mean.
     differ = [f"model.{k}: {v} in the checkpoint, {getattr(cfg.model, k)} here"
@@ -103,8 +101,6 @@ def initial_weights(cfg: Config, resumed: bool) -> dict | None:
     if differ:
         raise CheckpointError(f"train.init {path} was trained with another model ("
                               + "; ".join(differ) + "); set the same model.* values")
-    weights = published_weights(state)
-    check_fits(trained, weights, f"train.init {path}")
     if trained.channels != cfg.model.channels:
         try:
             weights = widen_weights(weights, trained.channels, cfg.model, seed=cfg.train.seed)

@@ -9,9 +9,10 @@ import pytest
 
 import benchmarks
 import eval as evaluate_script
-from dataset import DatasetError, build_train_val, detect_layout, open_pairs
+from dataset import DatasetError, build_train_val, open_pairs
 from config import demo
 from utils.io.images import read_image, write_image
+from utils.io.layout_detection import detect_layout
 from utils.io.name_matching import RESULT_NAME_RULES
 from utils.metrics.protocols import image_metrics
 from utils.metrics.result_folders import restored_only

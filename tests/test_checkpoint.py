@@ -62,3 +62,62 @@ def test_load_weights_explains_mismatch():
         load_weights(model, {"weight": model.weight.detach()}, source="x.pth")
     # DDP / compile prefixes are stripped
     load_weights(model, {"module." + k: v for k, v in model.state_dict().items()}, source="x.pth")
+
+
+def _tiny_checkpoint(path, edit=None):
+    """A weights-and-config checkpoint of a tiny model, its stored config changed by `edit`."""
+    from utils.config_parse import build_config
+    from networks import build_model
+
+    cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)"])
+    state = {"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict()}
+    if edit is not None:
+        edit(state)
+    save_checkpoint(state, path)
+    return path
+
+
+def _entries(path, tmp_path):
+    """Every way a checkpoint enters the project: eval/show, train.init, --resume, real_train --init."""
+    import real_train
+    import train
+    from utils.config_parse import build_config
+    from utils.engine.resume import resolve_config
+    from utils.io.checkpoints import load_model
+
+    init_cfg = build_config("demo", ["model.channels=4", "model.encoder_blocks=(1,1,1)",
+                                     f"train.init={path}"])
+    return {
+        "eval/show": lambda: load_model(path),
+        "train.init": lambda: train.initial_weights(init_cfg, resumed=False),
+        "--resume": lambda: resolve_config("demo", [], str(path), "train.name"),
+        "real_train --init": lambda: real_train.main(
+            ["--init", str(path), "--set", f"train.out_dir={tmp_path / 'runs'}"]),
+    }
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Keys of mixed types (a crafted file): once a TypeError traceback from train.init.
+    (lambda s: s["config"]["model"].update({1: 2}), "its config is not valid for this code"),
+    (lambda s: s["config"]["model"].update(channels=10_000), r"model.channels: 10000 is outside"),
+    (lambda s: s.update(model=[1, 2]), "its weights are not a state dict"),
+    (lambda s: s["model"].popitem(), "does not fit this model: 1 missing"),
+])
+def test_every_entry_opens_a_checkpoint_the_same_way(tmp_path, edit, message):
+    path = _tiny_checkpoint(tmp_path / "bad.pth", edit)
+    for entry, open_it in _entries(path, tmp_path).items():
+        with pytest.raises(CheckpointError, match=message):
+            open_it()
+    assert not (tmp_path / "runs").exists()  # refused before anything is written
+
+
+def test_open_checkpoint_publishes_the_ema_weights(tmp_path):
+    from utils.io.checkpoints import open_checkpoint
+
+    def with_ema(state):
+        state["ema"] = {k: v + 1 for k, v in state["model"].items()}
+    path = _tiny_checkpoint(tmp_path / "ema.pth", with_ema)
+    state, cfg, weights = open_checkpoint(path)
+    assert cfg.model.channels == 4 and weights is state["ema"]
+    _, _, trained = open_checkpoint(path, use_ema=False)
+    assert all(torch.equal(weights[k], trained[k] + 1) for k in trained)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import train
-from config import Config, build_config
 from networks import build_model
+from utils.config_parse import build_config, config_from_dict
 from utils.io.checkpoints import save_checkpoint
 from utils.io.images import write_image
 
@@ -118,7 +118,7 @@ def test_train_config_file_round_trip(tmp_path):
     args = train.parse_args(["--config", str(tmp_path / "config.json"), "--set", "train.iterations=9"])
     cfg, state, _ = train.resolve_config(args)
     assert state is None and cfg.train.iterations == 9 and cfg.data.root == "2024"
-    assert Config.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "iterations":
+    assert config_from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "iterations":
                                                         saved.train.iterations}}) == saved
 
 
@@ -143,7 +143,7 @@ def test_learning_rates_log_in_scientific_notation():
     assert line == "loss=-2.5000 lr=1.00e-05 grad=2.000e-05 step=3"
 
 
-def test_deferred_trainer_counts_bad_steps_at_logging_steps(tmp_path):
+def test_fused_trainer_counts_bad_steps_at_logging_steps(tmp_path):
     """The device-side path: a run of non-finite steps is found at the next logging step."""
     from utils.engine.distributed import DistInfo
     from utils.engine.run_dir import RunDir
@@ -152,7 +152,7 @@ def test_deferred_trainer_counts_bad_steps_at_logging_steps(tmp_path):
     cfg = build_config("demo", TINY + ["train.log_every=4", "train.max_bad_steps=2"])
     run = RunDir(tmp_path / "run")
     trainer = Trainer(cfg, build_model(cfg.model), torch.device("cpu"), DistInfo(), run, lr=1e-3,
-                      deferred=True)
+                      fused=True)
     # Adam state from a plain (non-fused) optimizer, as real_train.py continues it: stays fused.
     trainer.load_optimizer_state(torch.optim.Adam(trainer.model.parameters()).state_dict())
     assert trainer.optimizer.param_groups[0]["fused"]

@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from config import Config, ConfigError, add_config_args, build_config, config_from_args, demo, paper
+import torch
+
+from config import ConfigError, demo, paper
+from utils.config_parse import (RETIRED, add_config_args, build_config, config_from_args,
+                                 config_from_dict, load_config_file)
 
 
 def test_paper_preset_matches_published_recipe():
@@ -25,11 +29,11 @@ def test_presets_are_independent_objects():
 
 def test_overrides_are_typed():
     cfg = build_config("demo", ["train.lr=1e-4", "model.encoder_blocks=[2,1,1]",
-                                "data.root=/tmp/x", "train.amp=false", "train.iterations=10"])
+                                "data.root=/tmp/x", "train.precision=fp32", "train.iterations=10"])
     assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)
     assert cfg.model.encoder_blocks == (2, 1, 1)
     assert cfg.data.root == "/tmp/x"
-    assert cfg.train.precision == "fp32"  # the old train.amp flag sets train.precision
+    assert cfg.train.precision == "fp32"
     assert cfg.train.iterations == 10
     assert build_config("paper", ["train.lr=1"]).train.lr == 1.0  # int accepted for a float
 
@@ -40,7 +44,8 @@ def test_overrides_are_typed():
     ("train.nofield=1", "has no field"),
     ("train.iterations=abc", "train.iterations expects an integer"),
     ("train.iterations=1.5", "expects an integer"),
-    ("train.amp=maybe", "true or false"),
+    ("train.amp=false", "section 'train' has no field 'amp'"),
+    ("data.augment=maybe", "data.augment expects true or false"),
     ("train.precision=fp16", "train.precision: 'fp16' is not one of fp32, bf16, auto"),
     ("online.refresh_precision=half", "online.refresh_precision"),
     ("train.lr=abc", "train.lr expects a number"),
@@ -106,14 +111,14 @@ def test_json_round_trip(tmp_path):
     path = tmp_path / "config.json"
     cfg.save(path)
     assert json.loads(path.read_text())["train"]["lr"] == 3e-4
-    assert Config.load(path) == cfg
+    assert load_config_file(path) == cfg
 
 
 def test_from_dict_rejects_unknown_keys():
     data = demo().to_dict()
     data["train"]["typo"] = 1
     with pytest.raises(ValueError, match="typo"):
-        Config.from_dict(data)
+        config_from_dict(data)
 
 
 def test_cli_flags():
@@ -125,15 +130,33 @@ def test_cli_flags():
     assert cfg.model.channels == demo().model.channels
 
 
-def test_configs_saved_with_train_amp_load_as_train_precision(tmp_path):
-    for amp, expected in ((True, "auto"), (False, "fp32")):
-        data = paper().to_dict()
-        del data["train"]["precision"]
-        data["train"]["amp"] = amp
-        assert Config.from_dict(data).train.precision == expected
-    data["train"]["amp"] = "yes"
-    with pytest.raises(ConfigError, match="train.amp"):
-        Config.from_dict(data)
-    # The shipped weights' stored config predates train.precision.
-    stored = json.loads((Path(__file__).resolve().parents[1] / "weights/standard.json").read_text())
-    assert Config.from_dict(stored["config"]).train.precision == "auto"
+def test_the_shipped_weights_config_loads_as_stored():
+    """Configs load as written, with no renaming of old fields: the shipped weights (their file
+    and their record) hold a config of today's fields only."""
+    root = Path(__file__).resolve().parents[1]
+    stored = json.loads((root / "weights/standard.json").read_text())["config"]
+    inside = torch.load(root / "weights/standard.pth", weights_only=True)["config"]
+    assert json.loads(json.dumps(inside)) == stored
+    loaded = json.loads(json.dumps(config_from_dict(stored).to_dict()))
+    assert all(loaded[section][key] == value for section, fields in stored.items()
+               for key, value in fields.items() if f"{section}.{key}" not in RETIRED)
+    assert all(stored[key.split(".")[0]][key.split(".")[1]] == off for key, (off, _) in RETIRED.items())
+
+
+def test_fields_of_older_configs_are_refused_by_name():
+    data = paper().to_dict()
+    data["train"]["amp"] = True
+    with pytest.raises(ConfigError, match=r"config.train: unknown keys \['amp'\]"):
+        config_from_dict(data)
+
+
+def test_a_removed_option_loads_when_it_was_off_and_is_refused_when_on():
+    data = paper().to_dict()
+    data["online"]["ensemble_labels"] = False  # as runs saved before its removal hold it
+    assert config_from_dict(data) == paper()
+    data["online"]["ensemble_labels"] = True
+    with pytest.raises(ConfigError, match=r"config.online.ensemble_labels: True, but the option was "
+                                          r"removed \(docs/online_update.md#"):
+        config_from_dict(data)
+    with pytest.raises(ConfigError, match="has no field 'ensemble_labels'"):
+        build_config("paper", ["online.ensemble_labels=false"])

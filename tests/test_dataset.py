@@ -11,8 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 import config
-from dataset import (LAYOUTS, DatasetError, InMemoryPairs, PatchDataset, build_train_val,
-                     detect_layout, open_pairs, open_rainy, split_train_val, synthetic_pairs)
+from dataset import (DatasetError, InMemoryPairs, PatchDataset, build_train_val, open_pairs,
+                     open_rainy, split_train_val, synthetic_pairs)
+from utils.io.layout_detection import detect_layout
+from utils.io.layouts import LAYOUTS
 
 H, W = 12, 16
 

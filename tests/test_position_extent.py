@@ -6,9 +6,10 @@ import sys
 import pytest
 import torch
 
-from config import ConfigError, build_config
+from config import ConfigError
 from networks import HCN
 from networks.biscsm import position_scale, positional_embedding
+from utils.config_parse import build_config
 from utils.io import shipped
 from utils.io.checkpoints import load_model
 
@@ -58,8 +59,6 @@ def test_config_refuses_a_negative_extent():
     with pytest.raises(ConfigError, match="model.position_extent"):
         build_config("demo", ["model.position_extent=-1"])
     assert build_config("standard").model.position_extent == 96
-    last = build_config("standard_p160")
-    assert last.model.position_extent == last.data.patch_size == 160
 
 
 def test_the_shipped_model_squeezes_beyond_its_patch_size_and_the_override_turns_it_off():

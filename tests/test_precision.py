@@ -15,7 +15,7 @@ import show
 from config import demo
 from networks import build_model
 from networks.attention import attention_backend, chunked_attention
-from scripts import bench
+from scripts import bench, bench_worker
 from utils.cli import open_model, run_main
 from utils.engine.precision import Precision, cpu_flags, cpu_has_fast_bf16, resolve
 from utils.errors import UserError
@@ -69,7 +69,7 @@ def test_auto_is_fp32_on_a_cpu_without_native_bf16_and_bf16_with_it():
     forced = Precision(cpu, "bf16", cpuinfo=EPYC)  # obeyed, with the warning's reason
     assert forced.dtype == torch.bfloat16 and forced.emulated and "slower than fp32" in forced.reason
     assert not Precision(cpu, "bf16", cpuinfo=SAPPHIRE).emulated
-    assert not plain.scaler.is_enabled() and not forced.scaler.is_enabled()
+    assert plain.scaler.get_scale() == forced.scaler.get_scale() == 1.0  # loss scaling: fp16 only
 
 
 def test_auto_on_cuda_follows_native_bf16_and_training_keeps_fp16(monkeypatch):
@@ -81,13 +81,29 @@ def test_auto_on_cuda_follows_native_bf16_and_training_keeps_fp16(monkeypatch):
     assert resolve("auto", cuda, training=True)[0] == torch.bfloat16
     monkeypatch.setattr(precision, "cuda_has_fast_bf16", lambda device: False)
     assert resolve("auto", cuda)[0] is None  # inference: fp32 on a GPU without native bf16
-    assert resolve("auto", cuda, training=True)[0] == torch.float16  # train.amp's old fp16 path
+    assert resolve("auto", cuda, training=True)[0] == torch.float16  # fp16 with loss scaling
     assert resolve("bf16", cuda)[0] == torch.bfloat16
     assert resolve("auto", torch.device("mps"))[0] is None
     with pytest.raises(UserError, match="not on mps"):
         resolve("bf16", torch.device("mps"))
     with pytest.raises(UserError, match="choose one of fp32, bf16, auto"):
         resolve("fp16", torch.device("cpu"))
+
+
+
+def test_the_grad_scaler_skips_non_finite_steps_and_keeps_a_scale_of_one():
+    """Outside fp16 the GradScaler only guards: gradients exactly as computed, a step with an
+    inf/NaN gradient skipped, the scale left at 1 either way."""
+    precision = Precision(torch.device("cpu"), "fp32")
+    weight = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    optimizer = torch.optim.SGD([weight], lr=0.5)
+    for factor, expected in ((1.0, [0.5, 1.5]), (float("inf"), [0.5, 1.5]), (3.0, [-1.0, 0.0])):
+        optimizer.zero_grad()
+        precision.scaler.scale((weight * factor).sum()).backward()
+        precision.scaler.step(optimizer)
+        precision.update_scale()
+        assert weight.tolist() == expected and precision.scaler.get_scale() == 1.0
+    assert not Precision("mps", "fp32").scaler.is_enabled()  # no GradScaler there: the host decides
 
 
 # ----------------------------------------------------------------------------- bf16 vs fp32
@@ -215,7 +231,7 @@ def test_bench_workers_compare_bf16_with_fp32_outputs(tmp_path):
         args = bench.parse_args(["--checkpoint", str(ckpt), "--device", "cpu", "--repeats", "1",
                                  "--worker", f"forward:16x20:{mode}",
                                  "--dump", str(tmp_path / f"16x20_{mode}.pt")])
-        results.append(bench.run_worker(args))
+        results.append(bench_worker.run_worker(args))
     bench.add_agreement(results, tmp_path)
     fp32, bf16 = results
     assert (fp32["autocast"], bf16["autocast"]) == ("fp32", "bf16") and "psnr_vs_fp32_db" not in fp32

@@ -20,7 +20,7 @@ from unittest import mock
 
 import pytest
 
-from config import build_config
+from utils.config_parse import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -21,7 +21,7 @@ def test_shipped_weights_match_their_record_and_are_small():
     record = shipped.verify()
     assert record["sha256"] == shipped.sha256(shipped.SHIPPED)
     assert shipped.SHIPPED.stat().st_size <= 10 * 1024 * 1024
-    assert record["trained_by"] == shipped.TRAIN_COMMAND
+    assert record["trained_by"] == shipped.TRAINED_BY
     state = torch.load(shipped.SHIPPED, map_location="cpu", weights_only=True)
     assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
     assert state["config"]["data"]["synthetic_preset"] == "mixed"

@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from dataset import DatasetError, SyntheticRainStream, synthetic_pairs
+from dataset import DatasetError, synthetic_pairs
 from utils.cli import run_main
 from utils.io.images import read_image
 from utils.synthetic.__main__ import main
@@ -17,6 +17,7 @@ from utils.synthetic.photos import (SPLIT_SOURCES, PhotoError, augment_photo, cl
                                     folder_splits, load_split)
 from utils.synthetic.rain import add_rain, streak_kernel
 from utils.synthetic.sets import make_rainy_set, preset_panel
+from utils.synthetic.stream import SyntheticRainStream
 from utils.synthetic.styles import HELD_OUT, PRESET_NAMES, RAIN_PRESETS, sample_style
 
 

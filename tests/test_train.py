@@ -18,10 +18,11 @@ import torch.utils._python_dispatch
 
 import losses
 import train
-from config import Config, build_config
+from config import Config
 from dataset import DryPhotos, synthetic_from_config, synthetic_pairs
 from losses import HCNLoss
 from networks import build_model
+from utils.config_parse import build_config, load_config_file
 from utils.engine.distributed import DistInfo
 from utils.engine.rng import capture_rng, restore_rng, seed_everything
 from utils.engine.run_dir import RunDir
@@ -76,14 +77,14 @@ def test_resumable_sampler_continues_mid_epoch():
     assert list(part) == order[6:] and len(part) == 3
 
 
-def _tiny_trainer(tmp_path, deferred=None, **train_overrides):
+def _tiny_trainer(tmp_path, fused=None, **train_overrides):
     cfg = tiny_config()
     for key, value in train_overrides.items():
         setattr(cfg.train, key, value)
     seed_everything(0)
     model = build_model(cfg.model)
     run = RunDir(tmp_path / "run", echo=False)
-    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3, deferred=deferred)
+    return cfg, Trainer(cfg, model, torch.device("cpu"), DistInfo(), run, lr=3e-3, fused=fused)
 
 
 def test_a_few_steps_reduce_the_loss(tmp_path):
@@ -97,8 +98,8 @@ def test_a_few_steps_reduce_the_loss(tmp_path):
     assert losses[-1] < losses[0] - 0.02, losses
 
 
-@pytest.mark.parametrize("deferred", [False, True])
-def test_accumulated_micro_batches_step_like_one_full_batch(tmp_path, deferred):
+@pytest.mark.parametrize("fused", [False, True])
+def test_accumulated_micro_batches_step_like_one_full_batch(tmp_path, fused):
     pairs = synthetic_pairs("train", preset="heavy", size=32, count=4, seed=2)
     rainy = torch.stack([pairs[i]["rainy"] for i in range(4)])
     clean = torch.stack([pairs[i]["clean"] for i in range(4)])
@@ -109,7 +110,7 @@ def test_accumulated_micro_batches_step_like_one_full_batch(tmp_path, deferred):
     steps = {}
     for name, parts in (("full", loss_of(slice(0, 4))), ("accumulated", [loss_of(slice(0, 2)), loss_of(slice(2, 4))])):
         # fp32: bf16 (`auto` on a CPU with native bf16) rounds each micro-batch on its own.
-        cfg, trainer = _tiny_trainer(tmp_path / name, deferred=deferred, precision="fp32")
+        cfg, trainer = _tiny_trainer(tmp_path / name, fused=fused, precision="fp32")
         criterion = HCNLoss(cfg.loss.weights)
         result = trainer.train_step(parts)
         steps[name] = (result, trainer.model.state_dict(), trainer.batch_in_epoch)
@@ -141,11 +142,11 @@ def test_too_small_a_set_for_one_accumulated_step_is_refused(tmp_path):
     assert not (tmp_path / "tiny").exists()
 
 
-@pytest.mark.parametrize("deferred", [False, True])
-def test_non_finite_loss_is_skipped_then_aborts(tmp_path, deferred):
-    # deferred: the CUDA path (fused Adam's found_inf, masked EMA, no host wait), here on CPU.
+@pytest.mark.parametrize("fused", [False, True])
+def test_non_finite_loss_is_skipped_then_aborts(tmp_path, fused):
+    # fused: the CUDA path (the GradScaler's skip inside fused Adam, no host wait), here on CPU.
     cfg, trainer = _tiny_trainer(tmp_path, max_bad_steps=3, log_every=1, ema_decay=0.9,
-                                 deferred=deferred)
+                                 fused=fused)
     x = torch.rand(1, 3, 32, 32)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
@@ -165,6 +166,19 @@ def test_non_finite_loss_is_skipped_then_aborts(tmp_path, deferred):
         trainer.train_step(nan_loss)
 
 
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_non_finite_loss_skips_the_step_even_where_its_gradient_is_finite(tmp_path, fused):
+    # A detached non-finite term leaves the gradient finite; the step is skipped all the same.
+    cfg, trainer = _tiny_trainer(tmp_path, fused=fused, ema_decay=0.9)
+    x = torch.rand(1, 3, 32, 32)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = trainer.train_step(lambda net: ((net(x).bottom - x).abs().mean() + torch.tensor(float("inf")), {}))
+    assert result.skipped and trainer.bad_steps == 1
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in trainer.ema.module.state_dict().items())
+    assert trainer.optimizer.state == {} or all(int(s["step"]) == 0 for s in trainer.optimizer.state.values())
+
 class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
     """Counts the operators that make the host wait for a device (a tensor read as a Python
     number or bool, a data-dependent shape): `_local_scalar_dense` is what .item(), float(),
@@ -183,10 +197,10 @@ class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_deferred_train_step_never_reads_a_device_value_between_logging_steps(tmp_path, monkeypatch):
-    """The CUDA path (deferred), here on CPU: outside logging steps a step queues its work and
+def test_fused_train_step_never_reads_a_device_value_between_logging_steps(tmp_path, monkeypatch):
+    """The CUDA path (fused Adam), here on CPU: outside logging steps a step queues its work and
     returns; loss, terms, gradient norm and the bad-step count stay on the device until read."""
-    cfg, trainer = _tiny_trainer(tmp_path, deferred=True, log_every=3, ema_decay=0.9, grad_clip=1.0)
+    cfg, trainer = _tiny_trainer(tmp_path, fused=True, log_every=3, ema_decay=0.9, grad_clip=1.0)
     x = torch.rand(1, 3, 16, 16)
     compute = lambda net: (((net(x).bottom - x) ** 2).mean(), {"mse": torch.ones(())})  # noqa: E731
     reads = []
@@ -249,7 +263,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     assert all(torch.equal(ref_opt[i]["exp_avg"], res_opt[i]["exp_avg"]) for i in ref_opt)
     assert resumed["scheduler"]["last_epoch"] == 7
     run = tmp_path / "b" / "tiny"
-    assert Config.load(run / "config.json").train.iterations == 7
+    assert load_config_file(run / "config.json").train.iterations == 7
     assert (run / "best.pth").is_file() and (run / "train.log").is_file()
     assert any((run / "tb").iterdir())
     model, cfg = load_model(run / "best.pth")

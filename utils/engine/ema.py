@@ -2,7 +2,7 @@
 
 Why not `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn`: it lists and
 detaches every tensor on each call, where this builds the tensor lists once and then does
-one foreach lerp, several times faster per update (docs/performance.md). The results are
+a few foreach operations, faster per update (docs/performance.md). The results are
 bit-identical to a per-tensor lerp.
 It would also change the checkpoint's "ema" entry (a "module." prefix and a counter) and
 start the average with a copy instead of a first averaging step.
@@ -46,25 +46,21 @@ class ModelEMA:
         self._source = model
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module, enabled: torch.Tensor | None = None) -> None:
-        """One averaging step. `enabled`, a boolean tensor, makes it a no-op on the device
-        when False (a skipped optimizer step) without waiting for the device."""
+    def update(self, model: torch.nn.Module, stepped: torch.Tensor) -> None:
+        """One averaging step if `stepped` (a boolean tensor), else none: decided on the device,
+        so a skipped optimizer step costs no wait for it."""
         if model is not self._source:
             self._bind(model)
         shadow, live = self._averaged
         if shadow:
-            if enabled is None:
-                torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
-            else:
-                # shadow += w * (live - shadow), with w a tensor kept on the device: a tensor
-                # weight to _foreach_lerp_ would be read back as a Python number (a host sync
-                # per step on CUDA).
-                weight = enabled.to(torch.float32) * (1.0 - self.decay)
-                delta = torch._foreach_sub(live, shadow)
-                torch._foreach_mul_(delta, weight)
-                torch._foreach_add_(shadow, delta)
+            # The lerp's target is the live weights, or the shadow itself (a lerp that changes
+            # nothing) after a skipped step; x * 1 + y * 0 is x exactly for finite weights.
+            keep = stepped.to(shadow[0].dtype)
+            target = torch._foreach_mul(live, keep)
+            torch._foreach_add_(target, torch._foreach_mul(shadow, 1 - keep))
+            torch._foreach_lerp_(shadow, target, 1.0 - self.decay)
         for target, value in zip(*self._copied):
-            target.copy_(value if enabled is None else torch.where(enabled, value, target))
+            target.copy_(torch.where(stepped, value, target))
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

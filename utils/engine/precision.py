@@ -11,11 +11,8 @@ picks bf16 only where it is fast: a CUDA GPU with native bf16 (compute capabilit
 or a CPU whose flags include native bf16 (`avx512_bf16` or `amx_bf16`). Elsewhere it is
 fp32: on a CPU without them bf16 is emulated, and on the AVX2 machine this code was
 developed on a 256x256 forward of the `standard` model took 41 s in bf16 against 2.4 s in
-fp32. For training on a GPU without native bf16, `auto` keeps what `train.amp` did there:
-fp16 autocast with a GradScaler (inference on such a GPU stays fp32).
-
-Configs saved before `train.precision` existed hold `train.amp` (true: `auto`, false:
-`fp32`); config.py migrates them.
+fp32. For training on a GPU without native bf16, `auto` is fp16 autocast with loss scaling
+(inference on such a GPU stays fp32).
 """
 from __future__ import annotations
 
@@ -96,18 +93,29 @@ def resolve(requested: str, device: torch.device, training: bool = False,
 
 class Precision:
     """A resolved precision: `autocast()` for the forward pass, `describe()` for the log, and
-    the GradScaler training needs (enabled for fp16 only; bf16 has float32's exponent range)."""
+    the GradScaler of a training step (`scaler`, `update_scale`)."""
 
     def __init__(self, device: torch.device | str, requested: str = "fp32",
                  training: bool = False, cpuinfo: str | None = None):
         self.device = torch.device(device)
         self.requested = requested
         self.dtype, self.reason = resolve(requested, self.device, training, cpuinfo)
-        enabled = self.dtype == torch.float16
-        if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
-            self.scaler = torch.amp.GradScaler("cuda" if enabled else "cpu", enabled=enabled)
-        else:
-            self.scaler = torch.cuda.amp.GradScaler(enabled=enabled)
+        # The GradScaler skips an optimizer step whose gradients hold inf/NaN (its documented
+        # behaviour, on CPU and CUDA; with fused Adam the skip is decided on the device). It
+        # scales the loss for fp16 only: bf16 has float32's exponent range, and at a scale of 1
+        # the gradients are exactly the unscaled ones.
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           init_scale=2.0 ** 16 if self.scales_loss else 1.0,
+                                           enabled=self.device.type in ("cpu", "cuda"))
+
+    @property
+    def scales_loss(self) -> bool:
+        return self.dtype == torch.float16
+
+    def update_scale(self) -> None:
+        """After each `scaler.step`: fp16's loss scale follows the overflows; any other
+        precision keeps the scale at 1."""
+        self.scaler.update(None if self.scales_loss else 1.0)
 
     @property
     def name(self) -> str:

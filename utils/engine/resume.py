@@ -17,9 +17,10 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-from config import Config, ConfigError, apply_override, build_config
+from config import Config
 from utils import logs
-from utils.io.checkpoints import CheckpointError, check_resumable, load_checkpoint
+from utils.config_parse import apply_override, build_config
+from utils.io.checkpoints import CheckpointError, check_resumable, load_checkpoint, open_checkpoint
 
 log = logs.get("resume")
 
@@ -81,12 +82,8 @@ def resolve_config(preset: str, overrides: list[str], resume: Optional[str],
             return cfg, None, None
     else:
         path = pick_resume_file(path)
-    state = load_checkpoint(path)
+    state, cfg, _ = open_checkpoint(path, use_ema=False)  # the weights the optimizer trains
     check_resumable(state, path)
-    try:
-        cfg = Config.from_dict(state["config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
     run_dir = path.parent if path.parent.name else path.resolve().parent
     cfg.train.out_dir = str(run_dir.parent)
     _set(cfg, name_field, run_dir.name)

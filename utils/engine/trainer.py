@@ -69,11 +69,10 @@ class Trainer:
     def __init__(self, cfg: Config, model: torch.nn.Module, device: torch.device,
                  info: distributed.DistInfo, run: RunDir, lr: float,
                  milestones: list[int] = (), find_unused_parameters: bool = False,
-                 deferred: bool | None = None):
-        """`deferred` (default: on CUDA): skip non-finite updates on the device (fused Adam's
-        found_inf, a masked EMA step) so a step never waits for the device; non-finite steps
-        are then counted on the device and reported at logging steps. Off: the host checks
-        each step (free on a CPU, and the CPU path's numerics stay those of the plain Adam)."""
+                 fused: bool | None = None):
+        """`fused` (default: on CUDA): fused Adam, which takes the GradScaler's skip on the
+        device, so a step never waits for it. Off: the plain Adam, whose skip the GradScaler
+        decides on the host (free on a CPU)."""
         self.cfg = cfg
         self.device = device
         self.info = info
@@ -94,9 +93,8 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=ids, find_unused_parameters=find_unused_parameters)
         self.net = net  # what the forward pass goes through
-        self.deferred = device.type == "cuda" if deferred is None else deferred
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
-                                          fused=True if self.deferred else None)
+        fused = device.type == "cuda" if fused is None else fused
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, fused=fused or None)
         # Stepped once per iteration (after the optimizer), so milestones are iterations.
         self._milestones = list(milestones)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -138,26 +136,51 @@ class Trainer:
         return int(self._bad[0])
 
     def train_step(self, compute_loss: LossFn | Sequence[LossFn]) -> StepResult:
-        """Forward + loss (autocast), a non-finite guard, backward, clipping, optimizer step.
+        """Forward + loss (autocast) and backward, clipping, then the optimizer step, skipped
+        when the loss or a gradient is not finite.
 
         A sequence of loss functions is one step over that many micro-batches (gradient
         accumulation): each one's loss is divided by their number and back-propagated at once
         (so only one micro-batch's activations are alive), under DDP without the gradient
         all-reduce until the last. The reported loss and terms are the micro-batches' means.
 
-        A non-finite loss or gradient skips the update (every rank agrees, so DDP stays in
-        step) and counts as a bad step. The count is checked at logging steps
-        (`train.log_every`, or `check_bad_steps()`): a longest run of `train.max_bad_steps`
-        raises TrainingAborted there. The iteration counter and lr schedule advance either
-        way (the batches are consumed).
+        A skipped step counts as a bad step (every rank agrees, so DDP stays in step). The
+        count is checked at logging steps (`train.log_every`, or `check_bad_steps()`): a
+        longest run of `train.max_bad_steps` raises TrainingAborted there. Between them
+        nothing is read back from the device. The iteration counter and lr schedule advance
+        either way (the batches are consumed).
         """
         tc = self.cfg.train
         parts = [compute_loss] if callable(compute_loss) else list(compute_loss)
+        lr = self.lr
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        lr = self.lr
-        scaler = self.precision.scaler
-        loss, terms, finite_loss = None, {}, None
+        loss, terms, finite_loss = self._backward(parts)
+        self.precision.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+        stepped = finite_loss & torch.isfinite(norm)
+        self._optimizer_step(stepped)
+        if self.ema is not None:
+            self.ema.update(self.model, stepped)
+        self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a skipped first step is intended, not an ordering bug
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+            self.scheduler.step()
+        self.step += 1
+        self.batch_in_epoch += len(parts)  # the data position counts micro-batches
+        # In fp16 an overflowing gradient is the loss scale being found, not a bad step.
+        bad = ~finite_loss if self.precision.scales_loss else ~stepped
+        self._count_bad(bad, torch.where(finite_loss, 2, 1))
+        result = StepResult(loss, terms, lr, norm, bad)
+        if self.step % tc.log_every == 0:
+            self.check_bad_steps(result)
+        return result
+
+    def _backward(self, parts: list[LossFn]) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Each micro-batch's forward and backward; (mean loss, mean terms, whether every loss
+        was finite on every rank)."""
+        loss, terms, finite = 0.0, {}, torch.ones((), dtype=torch.bool, device=self.device)
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             with self.net.no_sync() if self.info.enabled and not last else contextlib.nullcontext():
@@ -165,62 +188,26 @@ class Trainer:
                     part_loss, part_terms = part(self.net)
                 part_loss = part_loss.float() / len(parts)
                 ok = distributed.all_true(self.info, torch.isfinite(part_loss.detach()))
-                finite_loss = ok if finite_loss is None else finite_loss & ok
-                # The host path skips the backward of a non-finite loss (its check is free on a
-                # CPU); the deferred path lets the gradient norm carry the non-finite value.
-                if self.deferred or bool(finite_loss):
-                    scaler.scale(part_loss).backward()
-            loss = part_loss.detach() if loss is None else loss + part_loss.detach()
+                finite = finite & ok
+                # A loss can be non-finite where its gradient is not (a detached term): times
+                # NaN then, so the GradScaler sees it in the gradients and skips the step.
+                seed = torch.where(ok, 1.0, float("nan"))
+                self.precision.scaler.scale(part_loss * seed).backward()
+            loss = loss + part_loss.detach()
             for k, v in part_terms.items():
                 v = (v.detach() if torch.is_tensor(v) else v) / len(parts)
                 terms[k] = v if k not in terms else terms[k] + v
-        max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
-        norm = None
-        if self.deferred:
-            scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-            finite = finite_loss & torch.isfinite(norm)
-            if scaler.is_enabled():  # fp16: the scaler skips inf/nan steps (fused: on the device)
-                bad = ~finite_loss
-                scaler.step(self.optimizer)
-                scaler.update()
-            else:
-                bad = ~finite
-                self.optimizer.found_inf = bad.float()
-                self.optimizer.grad_scale = None
-                try:
-                    self.optimizer.step()
-                finally:
-                    del self.optimizer.found_inf, self.optimizer.grad_scale
-            if self.ema is not None:
-                self.ema.update(self.model, enabled=finite)
-            reason = torch.where(finite_loss, 2, 1)
-        else:
-            bad, reason = torch.tensor(False), torch.tensor(0)
-            if not bool(finite_loss):
-                bad, reason = torch.tensor(True), torch.tensor(1)
-            else:
-                scaler.unscale_(self.optimizer)
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-                if not bool(torch.isfinite(norm)) and not scaler.is_enabled():
-                    bad, reason = torch.tensor(True), torch.tensor(2)  # DDP-averaged: same on every rank
-                else:
-                    # With fp16 the scaler skips inf/nan steps itself and lowers its scale.
-                    scaler.step(self.optimizer)
-                    scaler.update()
-                    if self.ema is not None:
-                        self.ema.update(self.model)
-        self.optimizer.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # a skipped first step is intended, not an ordering bug
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-            self.scheduler.step()
-        self.step += 1
-        self.batch_in_epoch += len(parts)  # the data position counts micro-batches
-        self._count_bad(bad.to(self._bad.device), reason.to(self._bad.device))
-        result = StepResult(loss, terms, lr, norm, bad)
-        if self.step % tc.log_every == 0:
-            self.check_bad_steps(result)
-        return result
+        return loss, terms, finite
+
+    def _optimizer_step(self, stepped: torch.Tensor) -> None:
+        """Adam's step unless `stepped` is false: the GradScaler skips it on the device where
+        torch provides one (CPU, CUDA); elsewhere (MPS) the host decides."""
+        scaler = self.precision.scaler
+        if scaler.is_enabled():
+            scaler.step(self.optimizer)
+            self.precision.update_scale()
+        elif bool(stepped):
+            self.optimizer.step()
 
     def _count_bad(self, bad: torch.Tensor, reason: torch.Tensor) -> None:
         run = (self._bad[0] + 1) * bad
@@ -300,7 +287,7 @@ class Trainer:
         # The schedule follows the config, so `--resume --set train.iterations=N` moves the
         # lr milestones with the new length (unchanged config: the same milestones).
         self.scheduler.milestones = Counter(self._milestones)
-        if state.get("scaler"):
+        if state.get("scaler") and self.precision.scales_loss:  # elsewhere the scale stays 1
             self.precision.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.epoch = int(state.get("epoch", 0))

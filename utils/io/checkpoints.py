@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, safe loading, and model reconstruction.
+"""Checkpoint files: atomic writes, safe loading, and opening one as a validated model.
 
 A checkpoint is a dict with at least `config` (the full resolved `Config.to_dict()`)
 and `model` (a state dict). Training adds `optimizer`, `scheduler`, `step`, `rng`,
@@ -7,11 +7,13 @@ and optionally `ema`. Everything in it is loadable with `weights_only=True`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from config import Config, validate
 from networks import build_model
+from utils.config_parse import config_from_dict
 from utils.errors import UserError
 from utils.io.files import atomic_write
 
@@ -72,6 +74,31 @@ def check_fits(model_cfg, weights: dict, source: str) -> None:
     _check_weights(model.state_dict(), weights, source)
 
 
+class OpenedCheckpoint(NamedTuple):
+    """A checkpoint whose config is valid for this code and whose weights fit that config."""
+
+    state: dict  # everything the file holds (optimizer state, step, ...)
+    config: Config
+    weights: dict  # the published weights (`published_weights`), checked against config.model
+
+
+def open_checkpoint(path: str | Path, use_ema: bool = True, source: str | None = None) -> OpenedCheckpoint:
+    """Read a checkpoint, validate its stored config and check its weights fit the model that
+    config describes (on the meta device: nothing is allocated for a crafted config).
+    Every problem is a CheckpointError that names `source` (default: the path)."""
+    source = source or str(path)
+    state = load_checkpoint(path)
+    try:
+        cfg = config_from_dict(state["config"])
+    except (ValueError, TypeError) as exc:  # TypeError: keys of mixed types cannot be listed
+        raise CheckpointError(f"{source}: its config is not valid for this code: {exc}") from None
+    weights = published_weights(state, use_ema)
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{source}: its weights are not a state dict")
+    check_fits(cfg.model, weights, source)
+    return OpenedCheckpoint(state, cfg, weights)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True,
                position_extent: int | None = None):
     """Rebuild the model a checkpoint was trained with and load its weights (EMA if present).
@@ -80,18 +107,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bo
     changes no weight). Returns (model in eval mode on `device`, Config of the checkpoint, with
     that replacement).
     """
-    state = load_checkpoint(path)
-    try:
-        cfg = Config.from_dict(state["config"])
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: its config is not valid for this code: {exc}") from None
+    _, cfg, weights = open_checkpoint(path, use_ema)
     if position_extent is not None:
         cfg.model.position_extent = position_extent
         validate(cfg)  # the config's own bounds, as for any override
-    weights = published_weights(state, use_ema)
-    if not isinstance(weights, dict):
-        raise CheckpointError(f"{path}: its weights are not a state dict")
-    check_fits(cfg.model, weights, str(path))
     model = build_model(cfg.model)
     load_weights(model, weights, source=str(path))
     return model.to(device).eval(), cfg

@@ -1,11 +1,11 @@
 """Data set layouts on disk: which files form rainy/clean pairs, found by folder and file names.
 
 Only names are looked at here (and, for side-by-side files, a few sampled images), so a
-folder is validated before anything is trained; `dataset.PairedImages` reads the pairs.
+folder is validated before anything is trained; `utils.io.pair_folders.PairedImages` reads the pairs.
 Nothing here ever writes to, renames or deletes anything in a data folder. docs/datasets.md
 lists each public benchmark as distributed and the layout that reads it.
 
-Layouts accepted by `dataset.open_pairs(root, layout="auto")` (see `LAYOUTS`):
+Layouts accepted by `open_pairs(root, layout="auto")` (utils/io/pair_folders.py) (see `LAYOUTS`):
 
 - `folders`: two subfolders, rainy/clean = one of `FOLDER_NAME_PAIRS` (input/target as in
   Restormer/DRSformer/Rain13K, rainy/groundtruth as PReNet's Rain12, rain/gt as SPA-Data's

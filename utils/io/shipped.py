@@ -18,9 +18,9 @@ from utils.io.files import write_text
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 SHIPPED = WEIGHTS_DIR / "standard.pth"
-# Four stages, each from the previous stage's weights (docs/shipped_model.md).
-TRAIN_COMMAND = ("python train.py --preset standard && python train.py --preset standard_refine && "
-                 "python train.py --preset standard_stage3 && python train.py --preset standard_p160")
+# Four stages, each from the previous stage's weights and config.
+TRAINED_BY = ("python train.py --preset standard, then stages 2-4 of "
+              "docs/shipped_model.md#how-it-was-trained (python train.py --config runs/STAGE --set ...)")
 
 
 def record_path(weights: Path) -> Path:
@@ -41,7 +41,7 @@ def verify(weights: Path = SHIPPED) -> dict:
     if not weights.is_file() or not record_file.is_file():
         raise CheckpointError(f"shipped weights {weights} or their record {record_file.name} are "
                               "missing; restore them with `git checkout -- weights/` or retrain "
-                              f"with `{TRAIN_COMMAND}`")
+                              f"them: {TRAINED_BY}")
     record = json.loads(record_file.read_text())
     actual = sha256(weights)
     if actual != record.get("sha256"):
@@ -67,7 +67,7 @@ def export(checkpoint: Path, out: Path = SHIPPED, scores: Optional[dict] = None,
         "sha256": sha256(out),
         "bytes": out.stat().st_size,
         "parameters": int(sum(v.numel() for v in weights.values() if v.is_floating_point())),
-        "trained_by": TRAIN_COMMAND,
+        "trained_by": TRAINED_BY,
         "source_checkpoint": checkpoint.name,
         "step": state.get("step"),
         # The run's best validation score and its step; the exported weights are those of
