@@ -84,14 +84,14 @@ LIGHT = RainPreset(
 
 STREAKS = RainPreset(
     name="streaks",
-    angle=(-30.0, 30.0),
+    angle=(-35.0, 35.0),
     composite="add",
     rain_color=(0.85, 1.0),
     layers=(
         StreakLayer(density=(0.0015, 0.006), length=(20.0, 50.0), width=(0.5, 0.9),
                     strength=(0.15, 0.35), blur=(0.0, 0.3), groups=2, spread=1.5),
-        StreakLayer(density=(0.0003, 0.0015), length=(25.0, 60.0), width=(0.8, 1.5),
-                    strength=(0.4, 0.8), blur=(0.0, 0.3), groups=2, spread=1.5),
+        StreakLayer(density=(0.0003, 0.0015), length=(25.0, 60.0), width=(0.8, 2.2),
+                    strength=(0.35, 0.8), blur=(0.0, 0.6), groups=2, spread=1.5),
     ),
 )
 
