@@ -255,7 +255,7 @@ def test_streaks_are_rain_only_brighter_and_never_darker(clean):
         diff = rainy - clean
         assert diff.min() >= -1e-6
         assert 0.0 < (diff.max(axis=2) > 0.05).mean() < 0.4
-        assert np.percentile(diff, 25) < 1e-3 and np.median(diff) < 0.01  # no veil
+        assert np.percentile(diff, 25) < 1e-3 and np.median(diff) < 0.02  # no veil
 
 
 def test_stream_shares_make_dry_and_streak_samples_and_zero_changes_nothing():
