@@ -32,6 +32,13 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+def _default_stop_signals():
+    """As in a terminal: a test suite started in the background by a non-interactive shell
+    inherits SIGINT ignored, and an ignored signal rightly stays ignored by the run."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 # ----------------------------------------------------------------------------- group signals
 def test_group_signals_with_workers_save_and_resume_bit_identically(tmp_path):
     """TERM during a step, halfway through a checkpoint write and during validation; two
@@ -40,7 +47,7 @@ def test_group_signals_with_workers_save_and_resume_bit_identically(tmp_path):
     points = "during_step:3@TERM,during_latest:3@TERM,during_val:4@TERM,during_step:5@INT+INT,during_step:5@HUP"
     done = subprocess.run([sys.executable, "scripts/kill_trials.py", "--points", points, "--workers", "2",
                            "--json", "--workdir", str(tmp_path)], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=1200)
+                          capture_output=True, text=True, timeout=1200, preexec_fn=_default_stop_signals)
     trials = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")][:-1]
     assert done.returncode == 0 and len(trials) == 5, done.stdout[-3000:] + done.stderr[-3000:]
     expected = [128 + signal.SIGTERM] * 3 + [128 + signal.SIGINT, 128 + signal.SIGHUP]
@@ -104,6 +111,8 @@ def test_real_train_stops_on_a_group_signal(tmp_path):
 # ----------------------------------------------------------------------------- StopRequest
 def test_a_second_sigint_waits_for_the_write_and_ignored_signals_stay_ignored():
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    # As in a terminal, even when the suite runs in the background (SIGINT ignored there).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = signal.getsignal(signal.SIGINT)
     try:
         with StopRequest() as stop:
@@ -123,6 +132,7 @@ def test_a_second_sigint_waits_for_the_write_and_ignored_signals_stay_ignored():
         assert signal.getsignal(signal.SIGINT) is before
     finally:
         signal.signal(signal.SIGHUP, previous)
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_workers_ignore_and_unblock_the_stop_signals():
